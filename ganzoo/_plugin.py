@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ._options import Option
+from ._errors import GanzooError
+from ._options import Option, resolve_options
 
 if TYPE_CHECKING:
     import torch
@@ -99,6 +100,11 @@ class Plugin:
             setattr(self, key, value)
 
     @classmethod
+    def create(cls, **given: Any) -> Plugin:
+        """Instantiate with ``given`` checked against ``options`` and defaults filled."""
+        return cls(**resolve_options(cls.options, given, what=f"{cls.kind} {cls.name!r}"))
+
+    @classmethod
     def summary(cls) -> str:
         """The first line of the docstring, shown by ``ganzoo plugins``."""
         doc = (cls.__doc__ or "").strip()
@@ -140,6 +146,21 @@ class Architecture(Plugin):
         Called before anything is built or written, with the resolved options of
         ``role`` (``"generator"`` or ``"discriminator"``).
         """
+
+    def make(self, role: str, data: DataShape, given: Mapping[str, Any]) -> nn.Module:
+        """Check ``given`` options for ``role``, check the data shape, then build."""
+        if role not in self.provides():
+            raise GanzooError(
+                f"architecture {self.name!r} provides no {role}; "
+                f"it provides: {', '.join(self.provides())}"
+            )
+        declared = (
+            self.generator_options if role == "generator" else self.discriminator_options
+        )
+        options = resolve_options(declared, given, what=f"{role} {self.name!r}")
+        self.check(data, role, options)
+        build = self.build_generator if role == "generator" else self.build_discriminator
+        return build(data, **options)
 
     def build_generator(self, data: DataShape, **options: Any) -> nn.Module:
         raise NotImplementedError
