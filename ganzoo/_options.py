@@ -14,7 +14,12 @@ from typing import Any
 
 from ._errors import GanzooError
 
-_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true/false"}
+_TYPE_NAMES = {
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    bool: "true/false",
+}
 
 REQUIRED: Any = object()
 """Default of an option that the recipe must set."""
@@ -52,7 +57,9 @@ class Option:
         if self.type is list:
             inner = _TYPE_NAMES.get(self.item_type, "values") if self.item_type else ""
             text = f"a list of {inner}s" if inner else "a list"
-            return text.replace("an integers", "integers").replace("a numbers", "numbers")
+            return text.replace("an integers", "integers").replace(
+                "a numbers", "numbers"
+            )
         text = _TYPE_NAMES.get(self.type, self.type.__name__)
         if self.minimum is not None and self.maximum is not None:
             text += f" in [{self.minimum:g}, {self.maximum:g}]"
@@ -95,7 +102,11 @@ class Option:
         if self.choices is not None and value not in self.choices:
             raise GanzooError(problem + _suggest(value, self.choices))
         if self.minimum is not None:
-            too_small = value <= self.minimum if self.exclusive_minimum else value < self.minimum
+            too_small = (
+                value <= self.minimum
+                if self.exclusive_minimum
+                else value < self.minimum
+            )
             if too_small:
                 raise GanzooError(problem)
         if self.maximum is not None and value > self.maximum:
@@ -127,7 +138,9 @@ def resolve_options(
             except GanzooError as error:
                 raise error.at(key=name) from None
         elif option.required:
-            raise GanzooError(f"{what} needs this option: {option.expected()}", key=name)
+            raise GanzooError(
+                f"{what} needs this option: {option.expected()}", key=name
+            )
         else:
             resolved[name] = option.default
     return resolved

@@ -102,7 +102,9 @@ class Plugin:
     @classmethod
     def create(cls, **given: Any) -> Plugin:
         """Instantiate with ``given`` checked against ``options`` and defaults filled."""
-        return cls(**resolve_options(cls.options, given, what=f"{cls.kind} {cls.name!r}"))
+        return cls(
+            **resolve_options(cls.options, given, what=f"{cls.kind} {cls.name!r}")
+        )
 
     @classmethod
     def summary(cls) -> str:
@@ -155,11 +157,15 @@ class Architecture(Plugin):
                 f"it provides: {', '.join(self.provides())}"
             )
         declared = (
-            self.generator_options if role == "generator" else self.discriminator_options
+            self.generator_options
+            if role == "generator"
+            else self.discriminator_options
         )
         options = resolve_options(declared, given, what=f"{role} {self.name!r}")
         self.check(data, role, options)
-        build = self.build_generator if role == "generator" else self.build_discriminator
+        build = (
+            self.build_generator if role == "generator" else self.build_discriminator
+        )
         return build(data, **options)
 
     def build_generator(self, data: DataShape, **options: Any) -> nn.Module:

@@ -1,0 +1,182 @@
+"""The ``ganzoo`` command line.
+
+Exit status: 0 on success, 2 on a user error (one line on stderr, no traceback,
+nothing written), 1 on a runtime failure (a clear message; the traceback goes to
+the run directory's ``error.log`` when there is one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+from ._errors import GanzooError
+
+log = logging.getLogger("ganzoo")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise GanzooError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="ganzoo", description="A plugin-based GAN zoo.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    train = commands.add_parser("train", help="train a recipe")
+    train.add_argument("recipe", type=Path, help="YAML recipe")
+    train.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                       help="override recipe values, e.g. train.kimg=10")
+    train.add_argument("--run-dir", type=Path, help="run directory (default: runs/NAME-HASH)")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the run in the run directory from its last checkpoint")
+    train.add_argument("--progress", choices=("auto", "bar", "lines"), default="auto",
+                       help="progress bar or plain lines (auto: a bar on a terminal)")
+
+    sample = commands.add_parser("sample", help="generate samples from a trained run")
+    sample.add_argument("run_dir", type=Path, help="run directory")
+    sample.add_argument("--n", type=int, required=True, help="number of samples")
+    sample.add_argument("--seed", type=int, default=0, help="seed of the latents")
+    sample.add_argument("--out", type=Path, required=True,
+                        help="output file: .png (grid or scatter) or .npy (raw samples)")
+    sample.add_argument("--checkpoint", default="final",
+                        help="final, last, best, or a checkpoint path (default: final)")
+    sample.add_argument("--no-ema", action="store_true",
+                        help="use the trained generator instead of its moving average")
+
+    plugins = commands.add_parser("plugins", help="list the registered plugins")
+    plugins.add_argument("--kind", help="only this kind")
+    plugins.add_argument("--json", action="store_true", help="print one JSON object")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    _configure_logging()
+    context: dict[str, Path] = {}
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command == "train":
+            return _train(args, context)
+        if args.command == "sample":
+            return _sample(args)
+        return _plugins(args)
+    except GanzooError as error:
+        print(f"ganzoo: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ganzoo: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # the last line of defence: report, do not dump
+        where = context.get("run_dir")
+        detail = f"{type(error).__name__}: {error}"
+        if where is not None and where.is_dir():
+            (where / "error.log").write_text(traceback.format_exc())
+            detail += f" (traceback in {where / 'error.log'})"
+        print(f"ganzoo: failed: {detail}", file=sys.stderr)
+        return 1
+
+
+def _configure_logging() -> None:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(_Formatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    for noisy in ("matplotlib", "PIL", "urllib3", "wandb"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class _Formatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if record.levelno >= logging.WARNING:
+            return f"warning: {message}"
+        return message
+
+
+def _train(args: argparse.Namespace, context: dict[str, Path]) -> int:
+    from .recipes import load_recipe
+    from .training import build_trackers, prepare_run_dir, Trainer
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    run_dir = args.run_dir or Path("runs") / f"{recipe.name}-{recipe.hash[:10]}"
+    trackers = build_trackers(recipe)
+    trainer = Trainer(recipe, run_dir, trackers)
+    prepare_run_dir(recipe, run_dir, resume=args.resume)
+    context["run_dir"] = run_dir
+    log.info("run %s  recipe %s  hash %s  device %s", run_dir, args.recipe, recipe.hash,
+             trainer.device)
+    show_bar = {"auto": None, "bar": True, "lines": False}[args.progress]
+    final = trainer.run(resume=args.resume, show_bar=show_bar)
+    log.info("done: %s", final)
+    return 0
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from .training import generate, load_generator, save_samples
+
+    if args.n < 1:
+        raise GanzooError(f"--n must be at least 1, got {args.n}")
+    if args.out.suffix not in (".png", ".npy"):
+        raise GanzooError(f"--out must end in .png or .npy, got {args.out}")
+    loaded = load_generator(args.run_dir, args.checkpoint, ema=not args.no_ema)
+    samples = generate(loaded, args.n, seed=args.seed)
+    save_samples(loaded, samples, args.out)
+    log.info("wrote %d samples to %s", args.n, args.out)
+    return 0
+
+
+def _plugins(args: argparse.Namespace) -> int:
+    from ._plugin import KINDS
+    from ._registry import build_registry
+
+    registry = build_registry()
+    if args.kind is not None and args.kind not in KINDS:
+        from ._options import closest
+
+        near = closest(args.kind, KINDS)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        raise GanzooError(f"--kind: unknown kind {args.kind!r}{hint}; kinds are: "
+                          f"{', '.join(KINDS)}")
+    kinds = [args.kind] if args.kind else list(KINDS)
+
+    listing: dict[str, list[dict]] = {}
+    for kind in kinds:
+        listing[kind] = []
+        for entry in registry.all_entries(kind):
+            item = {"name": entry.name, "origin": entry.origin, "summary": entry.summary}
+            if len(registry.entries[kind][entry.name]) > 1:
+                item["error"] = "name registered more than once"
+            listing[kind].append(item)
+    listing["broken"] = [
+        {"name": problem.origin.split(" (")[0], "origin": problem.origin,
+         "error": problem.message}
+        for problem in registry.problems
+    ]
+
+    if args.json:
+        print(json.dumps(listing, indent=2))
+        return 0
+    for kind in kinds:
+        print(f"{kind}:")
+        for item in listing[kind]:
+            mark = "  [DUPLICATE]" if "error" in item else ""
+            print(f"  {item['name']:<24} {item['summary']}{mark}")
+            print(f"  {'':<24} from {item['origin']}")
+    if listing["broken"]:
+        print("broken:")
+        for item in listing["broken"]:
+            print(f"  {item['origin']}: {item['error']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""Generate from a trained run: the ``ganzoo sample`` command and the evaluator."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .._errors import GanzooError
+from .._plugin import DataShape
+from .._registry import build_registry
+from ..recipes import Recipe
+from . import _checkpoint as ckpt
+from ._grids import save_picture, to_unit_range
+
+
+@dataclass
+class LoadedGenerator:
+    """A generator rebuilt from a checkpoint, with what is needed to use it."""
+
+    generator: nn.Module
+    shape: DataShape
+    recipe: Recipe
+    checkpoint: Path
+    kimg: float
+
+
+def checkpoint_path(run_dir: Path, which: str) -> Path:
+    """Resolve ``final``, ``last``, ``best`` or a file path to a checkpoint file."""
+    names = {"final": ckpt.FINAL, "last": ckpt.LAST, "best": ckpt.BEST}
+    if which in names:
+        if not run_dir.is_dir():
+            raise GanzooError(f"run directory not found: {run_dir}")
+        path = run_dir / names[which]
+        if not path.is_file():
+            raise GanzooError(f"{run_dir} has no {which} checkpoint ({names[which]}); "
+                              "is the run finished?")
+        return path
+    return Path(which)
+
+
+def load_generator(run_dir: Path, which: str = "final", *, ema: bool = True,
+                   device: str = "cpu") -> LoadedGenerator:
+    """Rebuild the generator of a run from its checkpoint and stored recipe."""
+    path = checkpoint_path(run_dir, which)
+    state = ckpt.load_checkpoint(path, device)
+    config = state["config"]
+    registry = build_registry(config.get("plugins") or [])
+    recipe = Recipe(config, state["recipe_hash"], config.get("name") or run_dir.name,
+                    None, registry)
+    meta = state["data_shape"]
+    shape = DataShape(meta["kind"], tuple(meta["shape"]), meta["num_classes"])
+    generator = recipe.network("generator", shape)
+    generator.load_state_dict(state["generator_ema" if ema else "generator"])
+    generator.to(device).eval().requires_grad_(False)
+    return LoadedGenerator(generator, shape, recipe, path, float(state["kimg"]))
+
+
+@torch.no_grad()
+def generate(loaded: LoadedGenerator, n: int, *, seed: int,
+             batch_size: int = 500) -> torch.Tensor:
+    """``n`` samples in the data's range; the same seed gives the same samples."""
+    generator = loaded.generator
+    device = next(generator.parameters()).device
+    rng = torch.Generator().manual_seed(seed)
+    latents = torch.randn(n, int(generator.latent_dim), generator=rng)
+    output_range = getattr(generator, "output_range", None)
+    parts = [to_unit_range(generator(z.to(device)), output_range).cpu()
+             for z in latents.split(batch_size)]
+    return torch.cat(parts)
+
+
+def save_samples(loaded: LoadedGenerator, samples: torch.Tensor, out: Path) -> None:
+    """Write samples as a PNG picture or as a raw ``.npy`` array."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".npy":
+        np.save(out, samples.numpy().astype(np.float32))
+    else:
+        save_picture(samples, loaded.shape, out)
