@@ -161,11 +161,12 @@ class Registry:
 
     def _collect(self, module: ModuleType, origin: str) -> None:
         """Call the module's hooks and register the classes they return."""
-        found = 0
+        hooks = 0
         for kind, hook_name in hookspecs.HOOKS.items():
             function = getattr(module, hook_name, None)
             if function is None or not hasattr(function, "ganzoo_impl"):
                 continue
+            hooks += 1
             try:
                 returned = function()
             except Exception as error:
@@ -186,9 +187,8 @@ class Registry:
                 self.entries[kind].setdefault(cls.name, []).append(
                     Entry(kind, cls.name, cls, origin)
                 )
-                found += 1
-        if found == 0:
-            self._problem(origin, "registers no plugin (no ganzoo_* hook returned one)")
+        if hooks == 0:
+            self._problem(origin, "implements no ganzoo hook (see ganzoo.hookspecs)")
 
     def _fail(self, origin: str, message: str, strict: bool) -> None:
         if strict:

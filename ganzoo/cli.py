@@ -84,8 +84,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+class _ConsoleHandler(logging.Handler):
+    """Progress to stdout, warnings to stderr (looked up per record, not bound once)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        stream = sys.stderr if record.levelno >= logging.WARNING else sys.stdout
+        try:
+            stream.write(self.format(record) + "\n")
+            stream.flush()
+        except Exception:
+            self.handleError(record)
+
+
 def _configure_logging() -> None:
-    handler = logging.StreamHandler(sys.stdout)
+    handler = _ConsoleHandler()
     handler.setFormatter(_Formatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -61,6 +61,8 @@ class ImageFolder(Dataset):
         self.folder = Path(self.path).expanduser().absolute()
 
     def data_shape(self) -> DataShape:
+        """The shape from the options, after checking that the folder exists."""
+        self._checked_folder()
         classes = self.class_names() if self.labels else []
         size = self.resolution
         return DataShape("image", (self.channels, size, size), num_classes=len(classes))
@@ -167,16 +169,12 @@ def _decode(raw: bytes, mode: str, size: int) -> np.ndarray:
         image = ImageOps.exif_transpose(opened)
         image = _convert(image, mode)
 
-        # Center-crop to a square and resize in one resampling step.
+        # Crop first: resizing with a box would let the filter reach past its edges.
         width, height = image.size
         side = min(width, height)
         left, top = (width - side) // 2, (height - side) // 2
-        image = image.resize(
-            (size, size),
-            Image.Resampling.LANCZOS,
-            box=(left, top, left + side, top + side),
-            reducing_gap=3.0,
-        )
+        image = image.crop((left, top, left + side, top + side))
+        image = image.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
         return np.asarray(image, dtype=np.uint8)
 
 
