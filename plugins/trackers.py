@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,7 @@ class WandbTracker(Tracker):
         if id_file.exists():
             run_id = id_file.read_text().strip()
         else:
-            run_id = wandb.util.generate_id()
+            run_id = uuid.uuid4().hex[:8]
             id_file.write_text(run_id + "\n")
         self.run = wandb.init(
             project=self.project,

@@ -20,7 +20,7 @@ from .._options import Option, closest, resolve_options
 from .._plugin import Architecture, DataShape, Plugin
 from .._registry import Registry, build_registry
 from ._sections import EVAL, NOT_HASHED, OPTIMIZER, TOP_LEVEL, TRAIN
-from ._yaml import LinedDict, LinedList, parse_yaml, read_yaml_file
+from ._yaml import LinedDict, LinedList, dotted, parse_yaml, read_yaml_file
 
 KeyPath = tuple[Any, ...]
 COMMAND_LINE = "command line"
@@ -68,7 +68,9 @@ class _Sources:
                 self.places[prefix + (key,)] = (source, document.lines.get(key))
                 self.record(value, source, prefix + (key,))
         elif isinstance(document, LinedList):
-            for index, (value, line) in enumerate(zip(document, document.lines)):
+            for index, (value, line) in enumerate(
+                zip(document, document.lines, strict=True)
+            ):
                 self.places[prefix + (index,)] = (source, line)
                 self.record(value, source, prefix + (index,))
 
@@ -132,16 +134,12 @@ def recipe_hash(config: Mapping[str, Any]) -> str:
 
 
 def _read_with_bases(path: Path, sources: _Sources, chain: tuple[Path, ...]) -> dict:
-    resolved = path.resolve()
-    if resolved in chain:
-        cycle = " -> ".join(str(p) for p in (*chain, resolved))
-        raise GanzooError(f"'extends' forms a cycle: {cycle}", file=path, key="extends")
     document = read_yaml_file(path)
     if document is None:
         raise GanzooError("recipe is empty; expected a mapping of sections", file=path)
     if not isinstance(document, dict):
         raise GanzooError(
-            f"expected a mapping of sections at the top, got {type(document).__name__}",
+            f"expected a mapping of sections at the top, got {_kind(document)}",
             file=path,
             line=1,
         )
@@ -159,11 +157,18 @@ def _read_with_bases(path: Path, sources: _Sources, chain: tuple[Path, ...]) -> 
             key="extends",
         )
     base_path = path.parent / base_name
-    if not base_path.exists():
+    if not base_path.is_file():
+        problem = "is not a file" if base_path.exists() else "not found"
         raise GanzooError(
-            f"base recipe not found: {base_path}", file=path, line=line, key="extends"
+            f"base recipe {problem}: {base_path}", file=path, line=line, key="extends"
         )
-    merged = _read_with_bases(base_path, sources, chain + (resolved,))
+    chain += (path.resolve(),)
+    if base_path.resolve() in chain:
+        cycle = " -> ".join(str(p) for p in (*chain, base_path.resolve()))
+        raise GanzooError(
+            f"'extends' forms a cycle: {cycle}", file=path, line=line, key="extends"
+        )
+    merged = _read_with_bases(base_path, sources, chain)
     merged.pop("extends", None)
     _merge(merged, _plain(document), sources, ())
     sources.record(document, str(path))
@@ -191,7 +196,21 @@ def _merge(base: dict, child: Mapping, sources: _Sources, prefix: KeyPath) -> No
             base[key] = copy.deepcopy(value)
 
 
+PLUGIN_SECTIONS = (
+    ("data",),
+    ("loss",),
+    ("model", "generator"),
+    ("model", "discriminator"),
+)
+"""Where a bare plugin name may stand for its section, as in ``loss: hinge``."""
+
+
 def _apply_override(merged: dict, sources: _Sources, text: str) -> None:
+    """Set one ``key.sub=value`` in the merged recipe, making mappings on the way.
+
+    As with ``extends``, giving a plugin section the name of another plugin
+    starts that section afresh, so the old plugin's options do not leak into it.
+    """
     key, equals, raw = text.partition("=")
     key = key.strip()
     if not equals or not key or any(not part for part in key.split(".")):
@@ -199,36 +218,69 @@ def _apply_override(merged: dict, sources: _Sources, text: str) -> None:
             f"bad override {text!r}: expected KEY=VALUE such as train.kimg=10",
             file=COMMAND_LINE,
         )
-    value = _plain(parse_yaml(raw, source=f"{COMMAND_LINE} ({text})"))
     parts: list[Any] = [int(p) if p.isdigit() else p for p in key.split(".")]
+    if parts[0] == "extends":
+        raise GanzooError(
+            "cannot be overridden; write a recipe that extends the other one",
+            file=COMMAND_LINE,
+            key="extends",
+        )
+    value = _plain(parse_yaml(raw, source=f"{COMMAND_LINE} ({text})"))
+
+    # Walk down to the mapping or list that holds the last part.
     target: Any = merged
     for depth, part in enumerate(parts[:-1]):
-        here = ".".join(str(p) for p in parts[: depth + 1])
+        here = tuple(parts[: depth + 1])
         if isinstance(target, list):
-            if not isinstance(part, int) or part >= len(target):
-                raise GanzooError(
-                    f"no list item {part!r} to override", file=COMMAND_LINE, key=here
-                )
-            target = target[part]
+            _check_index(target, here)
+            child = target[part]
         else:
-            if not isinstance(target.get(part), dict | list):
-                target[part] = {}
-            target = target[part]
-        if not isinstance(target, dict | list):
+            child = target.get(part)
+            if child is None and isinstance(parts[depth + 1], int):
+                raise GanzooError(
+                    f"{dotted(here)} is not set, so it has no item to override",
+                    file=COMMAND_LINE,
+                    key=dotted(here + (parts[depth + 1],)),
+                )
+            if child is None:
+                child = target[part] = {}
+                sources.places.setdefault(here, (COMMAND_LINE, None))
+            elif isinstance(child, str) and here in PLUGIN_SECTIONS:
+                child = target[part] = {"name": child}
+        if not isinstance(child, dict | list):
             raise GanzooError(
-                "cannot override inside a scalar", file=COMMAND_LINE, key=here
+                f"cannot set {dotted(parts)}: {dotted(here)} is {_kind(child)}, "
+                "not a mapping",
+                file=COMMAND_LINE,
+                key=dotted(here),
             )
-    last = parts[-1]
+        target = child
+
+    # Set it, replacing the section when the plugin changes.
+    path = tuple(parts)
     if isinstance(target, list):
-        if not isinstance(last, int) or last >= len(target):
-            raise GanzooError(
-                f"no list item {last!r} to override", file=COMMAND_LINE, key=key
-            )
-        target[last] = value
-    else:
-        target[last] = value
-    sources.forget(tuple(parts))
-    sources.places[tuple(parts)] = (COMMAND_LINE, None)
+        _check_index(target, path)
+    elif len(path) > 1 and path[-1] == "name" and target.get("name", value) != value:
+        target.clear()
+        sources.forget(path[:-1])
+        sources.places[path[:-1]] = (COMMAND_LINE, None)
+    target[path[-1]] = value
+    sources.forget(path)
+    sources.places[path] = (COMMAND_LINE, None)
+
+
+def _check_index(items: list, path: KeyPath) -> None:
+    """Raise GanzooError unless the last part of ``path`` indexes ``items``."""
+    index = path[-1]
+    if isinstance(index, int) and index < len(items):
+        return
+    count = f"{len(items)} item" + ("" if len(items) == 1 else "s")
+    raise GanzooError(
+        f"no item {index!r} to override: {dotted(path[:-1])} is a list of {count}"
+        + (f", indexed 0 to {len(items) - 1}" if items else ""),
+        file=COMMAND_LINE,
+        key=dotted(path),
+    )
 
 
 def _plain(value: Any) -> Any:
@@ -242,18 +294,18 @@ def _plain(value: Any) -> Any:
 
 def _error(sources: _Sources, path: KeyPath, message: str) -> GanzooError:
     file, line = sources.locate(path)
-    return GanzooError(message, file=file, line=line, key=_dotted(path))
+    return GanzooError(message, file=file, line=line, key=dotted(path))
 
 
-def _dotted(path: KeyPath) -> str:
-    text = ""
-    for part in path:
-        text += (
-            f"[{part}]"
-            if isinstance(part, int)
-            else (f".{part}" if text else str(part))
-        )
-    return text
+def _kind(value: Any) -> str:
+    """The YAML name of ``value``'s type, for messages."""
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    return f"the value {value!r}"
 
 
 def _run_name(path: Path, config: Mapping[str, Any]) -> str:
@@ -288,7 +340,8 @@ class _Validator:
                 raise _error(
                     self.sources,
                     (key,),
-                    f"unknown section{hint}; recipe sections are: {', '.join(TOP_LEVEL)}",
+                    f"unknown section{hint}; "
+                    f"recipe sections are: {', '.join(TOP_LEVEL)}",
                 )
         for key in ("data", "model", "loss"):
             if key not in merged:
@@ -299,7 +352,7 @@ class _Validator:
                 )
 
         config: dict[str, Any] = {}
-        config["name"] = self._scalar(merged, "name", str)
+        config["name"] = self._name(merged)
         config["description"] = self._scalar(merged, "description", str)
         config["plugins"] = list(merged.get("plugins") or [])
         config["data"] = self.plugin_section("dataset", merged["data"], ("data",))
@@ -320,6 +373,18 @@ class _Validator:
     def _top_file(self) -> str | None:
         files = [f for f, _ in self.sources.places.values() if f != COMMAND_LINE]
         return files[-1] if files else None
+
+    def _name(self, merged: Mapping[str, Any]) -> str | None:
+        """The ``name`` section, which names the run directory under runs/."""
+        name = self._scalar(merged, "name", str)
+        if name is not None and any(c in name for c in "/\\\0"):
+            raise _error(
+                self.sources,
+                ("name",),
+                f"expected a run name that can be one folder name, without '/' "
+                f"or '\\', got {name!r}",
+            )
+        return name
 
     def _scalar(self, merged: Mapping[str, Any], key: str, kind: type) -> Any:
         value = merged.get(key)
@@ -345,7 +410,7 @@ class _Validator:
         except GanzooError as error:
             key_path = path + ((error.key,) if error.key else ())
             file, line = self.sources.locate(key_path)
-            error.key = _dotted(key_path)
+            error.key = dotted(key_path)
             raise error.at(file=file or self._top_file(), line=line) from None
 
     def plugin_section(
@@ -364,9 +429,7 @@ class _Validator:
             entry = self.registry.get(kind, given["name"])
         except GanzooError as error:
             file, line = self.sources.locate(path + ("name",))
-            raise error.at(
-                file=file, line=line, key=_dotted(path + ("name",))
-            ) from None
+            raise error.at(file=file, line=line, key=dotted(path + ("name",))) from None
         rest = {k: v for k, v in given.items() if k != "name"}
         if role is None:
             declared = entry.cls.options
@@ -398,7 +461,7 @@ class _Validator:
         except GanzooError as error:
             key_path = ("data",) + ((error.key,) if error.key else ())
             file, line = self.sources.locate(key_path)
-            error.key = _dotted(key_path)
+            error.key = dotted(key_path)
             raise error.at(file=file, line=line) from None
 
     def model(self, given: Any, data: DataShape) -> dict[str, Any]:
@@ -436,7 +499,8 @@ class _Validator:
             try:
                 architecture.check(data, role, options)
             except GanzooError as error:
-                raise _error(self.sources, path + ("name",), error.message) from None
+                at = path + ((error.key,) if error.key in options else ("name",))
+                raise _error(self.sources, at, error.message) from None
             model[role] = section
         return model
 
@@ -496,6 +560,10 @@ class _Validator:
                     f"expected a mapping of {name} options "
                     f"or true/false, got {options!r}",
                 )
+            try:
+                self.registry.get("tracker", str(name))
+            except GanzooError as error:
+                raise _error(self.sources, path, error.message) from None
             section = self.plugin_section("tracker", {"name": name, **options}, path)
             result[name] = {k: v for k, v in section.items() if k != "name"}
         return result
