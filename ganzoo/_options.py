@@ -79,10 +79,18 @@ class Option:
         if self.type is list:
             if not isinstance(value, list):
                 raise GanzooError(problem)
-            if self.item_type is not None:
-                item = Option(self.name, self.item_type, None, self.help)
-                return [item.convert(v) for v in value]
-            return list(value)
+            if self.item_type is None:
+                return list(value)
+            item = Option(self.name, self.item_type, None, self.help)
+            converted = []
+            for index, each in enumerate(value):
+                try:
+                    converted.append(item.convert(each))
+                except GanzooError:
+                    raise GanzooError(
+                        f"{problem}: item {index} is not {item.expected()}"
+                    ) from None
+            return converted
         if self.type is bool:
             if not isinstance(value, bool):
                 raise GanzooError(problem)
@@ -96,9 +104,8 @@ class Option:
             value = float(value)
             if not math.isfinite(value):
                 raise GanzooError(problem)
-        elif self.type is str:
-            if not isinstance(value, str):
-                raise GanzooError(problem)
+        elif self.type is str and not isinstance(value, str):
+            raise GanzooError(problem)
         if self.choices is not None and value not in self.choices:
             raise GanzooError(problem + _suggest(value, self.choices))
         if self.minimum is not None:
@@ -127,7 +134,8 @@ def resolve_options(
         if key not in declared:
             known = ", ".join(sorted(declared)) or "none"
             raise GanzooError(
-                f"unknown option for {what}{_suggest(key, declared)}; its options are: {known}",
+                f"unknown option for {what}{_suggest(key, declared)}; "
+                f"its options are: {known}",
                 key=str(key),
             )
     resolved: dict[str, Any] = {}
@@ -139,7 +147,9 @@ def resolve_options(
                 raise error.at(key=name) from None
         elif option.required:
             raise GanzooError(
-                f"{what} needs this option: {option.expected()}", key=name
+                f"required by {what} but not set; expected {option.expected()} "
+                f"({option.help})",
+                key=name,
             )
         else:
             resolved[name] = option.default

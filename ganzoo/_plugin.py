@@ -232,29 +232,71 @@ class Dataset(Plugin):
 
 
 class FeatureExtractor(Plugin):
-    """Maps samples to feature vectors (and optionally logits) for metrics.
+    """Maps images to feature vectors (and, for classifiers, logits) for metrics.
 
-    ``extract`` takes float images in [0, 1] of shape (N, C, H, W) and returns a
-    mapping with at least ``"features"`` (N, D) and, for classifiers,
-    ``"logits"`` (N, classes). ``weights_hash`` identifies the weights, so that
+    ``extract`` takes float images in [0, 1] of shape (N, C, H, W) on any device
+    and returns a mapping with ``"features"`` (N, D) and, for classifiers,
+    ``"logits"`` (N, K); it does its own resizing and channel handling and says
+    how in ``preprocessing``. ``weights_hash`` identifies the weights, so that
     cached features are invalidated when they change.
     """
 
     kind = "feature-extractor"
 
+    def check(self, data: DataShape) -> None:
+        """Raise GanzooError when this extractor cannot take ``data``."""
+
     def weights_hash(self) -> str:
+        raise NotImplementedError
+
+    def preprocessing(self) -> str:
+        """How images are resized and converted before the network, in words."""
         raise NotImplementedError
 
     def extract(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
 
+@dataclass
+class SampleSet:
+    """One side of a comparison, as metrics see it.
+
+    ``samples`` are points (N, d) or images (N, C, H, W) in [0, 1]; ``features``
+    (N, D) and ``logits`` (N, K), or (N, 3, K) for stacked data scored channel by
+    channel, come from a feature extractor; ``dataset`` is the data set plugin the
+    real side came from (mode scores read its protocol, e.g. mixture means).
+    """
+
+    name: str
+    samples: torch.Tensor | None = None
+    features: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    dataset: Dataset | None = None
+
+    def __len__(self) -> int:
+        for value in (self.features, self.samples, self.logits):
+            if value is not None:
+                return int(value.shape[0])
+        return 0
+
+
 class Metric(Plugin):
-    """A score computed from a real and a generated set of samples or features."""
+    """A score computed from a real and a generated :class:`SampleSet`.
+
+    ``requires`` names what both sets must carry (``"features"``, ``"logits"``,
+    ``"samples"``); ``applies_to`` says whether the metric makes sense for a real
+    set (e.g. mode scores only for data sets with known modes). ``compute``
+    returns a flat mapping of score names to numbers, plus any protocol details
+    under ``"protocol"``.
+    """
 
     kind = "metric"
+    requires: ClassVar[tuple[str, ...]] = ("features",)
 
-    def compute(self, real: Any, fake: Any) -> dict[str, Any]:
+    def applies_to(self, real: SampleSet) -> bool:
+        return all(getattr(real, part) is not None for part in self.requires)
+
+    def compute(self, real: SampleSet, fake: SampleSet) -> dict[str, Any]:
         raise NotImplementedError
 
 

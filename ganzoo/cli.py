@@ -41,6 +41,31 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--progress", choices=("auto", "bar", "lines"), default="auto",
                        help="progress bar or plain lines (auto: a bar on a terminal)")
 
+    evaluate = commands.add_parser("eval", help="train if needed, then score a recipe")
+    evaluate.add_argument("recipe", type=Path, help="YAML recipe")
+    evaluate.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                          help="override recipe values, e.g. eval.n_fake=2000")
+    evaluate.add_argument("--seeds", type=int, default=1,
+                          help="train and score this many seeds (train.seed, +1, ...)")
+    evaluate.add_argument("--json", action="store_true", help="print the record as JSON")
+    evaluate.add_argument("--retrain", action="store_true",
+                          help="train again even if a finished run exists")
+    evaluate.add_argument("--checkpoint", type=Path, help="score this checkpoint file")
+    evaluate.add_argument("--run-dir", type=Path, help="score this finished run")
+    evaluate.add_argument("--results", type=Path, default=None,
+                          help="where records go (default: leaderboard/results)")
+    evaluate.add_argument("--progress", choices=("auto", "bar", "lines"), default="auto")
+
+    metrics = commands.add_parser("metrics", help="score two sets without training")
+    metrics.add_argument("real", help="run dir, image folder, .npy/.npz or data set[:split]")
+    metrics.add_argument("fake", help="run dir, image folder, .npy/.npz or data set[:split]")
+    metrics.add_argument("--json", action="store_true", help="print JSON")
+    metrics.add_argument("--feature-extractor", help="extractor name (default: by data)")
+    metrics.add_argument("--metrics", help="comma-separated metric names (default: by data)")
+    metrics.add_argument("--n", type=int, default=10000,
+                         help="samples generated from a run directory (default 10000)")
+    metrics.add_argument("--seed", type=int, default=0, help="seed of generated samples")
+
     sample = commands.add_parser("sample", help="generate samples from a trained run")
     sample.add_argument("run_dir", type=Path, help="run directory")
     sample.add_argument("--n", type=int, required=True, help="number of samples")
@@ -67,6 +92,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _train(args, context)
         if args.command == "sample":
             return _sample(args)
+        if args.command == "eval":
+            return _eval(args)
+        if args.command == "metrics":
+            return _metrics(args)
         return _plugins(args)
     except GanzooError as error:
         print(f"ganzoo: error: {error}", file=sys.stderr)
@@ -116,19 +145,47 @@ class _Formatter(logging.Formatter):
 
 def _train(args: argparse.Namespace, context: dict[str, Path]) -> int:
     from .recipes import load_recipe
-    from .training import build_trackers, prepare_run_dir, Trainer
+    from .training import default_run_dir, train_recipe
 
     recipe = load_recipe(args.recipe, args.overrides)
-    run_dir = args.run_dir or Path("runs") / f"{recipe.name}-{recipe.hash[:10]}"
-    trackers = build_trackers(recipe)
-    trainer = Trainer(recipe, run_dir, trackers)
-    prepare_run_dir(recipe, run_dir, resume=args.resume)
+    run_dir = args.run_dir or default_run_dir(recipe)
     context["run_dir"] = run_dir
-    log.info("run %s  recipe %s  hash %s  device %s", run_dir, args.recipe, recipe.hash,
-             trainer.device)
     show_bar = {"auto": None, "bar": True, "lines": False}[args.progress]
-    final = trainer.run(resume=args.resume, show_bar=show_bar)
+    final = train_recipe(recipe, run_dir, resume=args.resume, show_bar=show_bar)
     log.info("done: %s", final)
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate_recipe
+    from .evaluation._report import format_record
+    from .leaderboard import DEFAULT_RESULTS, write_record
+
+    if args.seeds < 1:
+        raise GanzooError(f"--seeds must be at least 1, got {args.seeds}")
+    if args.checkpoint is not None and not args.checkpoint.is_file():
+        raise GanzooError(f"--checkpoint: file not found: {args.checkpoint}")
+    show_bar = {"auto": None, "bar": True, "lines": False}[args.progress]
+    record = evaluate_recipe(args.recipe, args.overrides, seeds=args.seeds,
+                             retrain=args.retrain, run_dir=args.run_dir,
+                             checkpoint=args.checkpoint, show_bar=show_bar)
+    path = write_record(record, args.results or DEFAULT_RESULTS)
+    record["record"] = str(path)
+    print(json.dumps(record, indent=2) if args.json else format_record(record))
+    if record["status"] != "ok":
+        print(f"ganzoo: failed: {'; '.join(record.get('errors', []))}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _metrics(args: argparse.Namespace) -> int:
+    from .evaluation._report import format_scores
+    from .evaluation._sides import score_sides
+
+    names = [m.strip() for m in args.metrics.split(",")] if args.metrics else None
+    result = score_sides(args.real, args.fake, extractor=args.feature_extractor,
+                         metrics=names, n=args.n, seed=args.seed)
+    print(json.dumps(result, indent=2) if args.json else format_scores(result))
     return 0
 
 

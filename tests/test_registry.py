@@ -18,9 +18,13 @@ def test_builtins_register_through_the_entry_point_group():
     registry = build_registry()
     entry = registry.get("loss", "bce")
     assert entry.origin.startswith("entry point losses = ganzoo_plugins.losses")
-    for kind, name in [("architecture", "dcgan-seed"), ("dataset", "fashion-mnist"),
-                       ("regularizer", "gradient-penalty"), ("constraint", "weight-clip"),
-                       ("tracker", "wandb")]:
+    for kind, name in [
+        ("architecture", "dcgan-seed"),
+        ("dataset", "fashion-mnist"),
+        ("regularizer", "gradient-penalty"),
+        ("constraint", "weight-clip"),
+        ("tracker", "wandb"),
+    ]:
         assert registry.get(kind, name).kind == kind
     assert registry.problems == []
 
@@ -28,7 +32,9 @@ def test_builtins_register_through_the_entry_point_group():
 def test_installed_third_party_package_is_found_by_entry_point(tmp_path, monkeypatch):
     loss_plugin(tmp_path / "thirdparty_gap.py")
     dist = tmp_path / "thirdparty_gap-1.0.dist-info"
-    write(dist / "METADATA", "Metadata-Version: 2.1\nName: thirdparty-gap\nVersion: 1.0\n")
+    write(
+        dist / "METADATA", "Metadata-Version: 2.1\nName: thirdparty-gap\nVersion: 1.0\n"
+    )
     write(dist / "entry_points.txt", "[ganzoo]\ngap = thirdparty_gap\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     entry = build_registry().get("loss", "gap")
@@ -44,8 +50,13 @@ def test_environment_variable_loads_a_plugin_file(tmp_path, monkeypatch):
 
 def test_recipe_plugins_list_loads_an_uninstalled_file(tmp_path):
     loss_plugin(tmp_path / "mine" / "gap_loss.py", name="my-gap", cls="MyGap")
-    recipe_path = write(tmp_path / "r.yaml", TINY_RING.replace(
-        "loss: {name: bce}", "plugins: [mine/gap_loss.py]\nloss: {name: my-gap, scale: 2}"))
+    recipe_path = write(
+        tmp_path / "r.yaml",
+        TINY_RING.replace(
+            "loss: {name: bce}",
+            "plugins: [mine/gap_loss.py]\nloss: {name: my-gap, scale: 2}",
+        ),
+    )
     recipe = load_recipe(recipe_path)
     assert recipe.config["loss"] == {"name": "my-gap", "scale": 2.0}
     assert recipe.plugin("loss", recipe.config["loss"]).scale == 2.0
@@ -92,14 +103,21 @@ def test_broken_module_is_reported_and_others_still_work(tmp_path, monkeypatch, 
         ('class Bad(Loss):\n    """Doc."""\n    name = "Bad_Name"\n', "kebab-case"),
         ('class Bad(Loss):\n    name = "no-doc"\n', "no docstring"),
         ('class Bad:\n    """Doc."""\n    name = "not-a-loss"\n', "not a subclass"),
-        ('class Bad(Loss):\n    """Doc."""\n    name = "bad-opts"\n    options = ["x"]\n',
-         "tuple of ganzoo.Option"),
+        (
+            'class Bad(Loss):\n    """Doc."""\n    name = "bad-opts"\n    options = ["x"]\n',
+            "tuple of ganzoo.Option",
+        ),
     ],
 )
-def test_malformed_registration_is_reported_with_origin(tmp_path, monkeypatch, body,
-                                                         expected):
-    path = write(tmp_path / "malformed.py", "from ganzoo import Loss, hookimpl\n" + body +
-                 "\n@hookimpl\ndef ganzoo_losses():\n    return [Bad]\n")
+def test_malformed_registration_is_reported_with_origin(
+    tmp_path, monkeypatch, body, expected
+):
+    path = write(
+        tmp_path / "malformed.py",
+        "from ganzoo import Loss, hookimpl\n"
+        + body
+        + "\n@hookimpl\ndef ganzoo_losses():\n    return [Bad]\n",
+    )
     monkeypatch.setenv("GANZOO_PLUGINS", str(path))
     registry = build_registry()
     [problem] = registry.problems
@@ -109,8 +127,10 @@ def test_malformed_registration_is_reported_with_origin(tmp_path, monkeypatch, b
 
 
 def test_misspelled_hook_is_reported(tmp_path, monkeypatch):
-    path = write(tmp_path / "typo.py", "from ganzoo import hookimpl\n\n@hookimpl\n"
-                 "def ganzoo_loss():\n    return []\n")
+    path = write(
+        tmp_path / "typo.py",
+        "from ganzoo import hookimpl\n\n@hookimpl\ndef ganzoo_loss():\n    return []\n",
+    )
     monkeypatch.setenv("GANZOO_PLUGINS", str(path))
     [problem] = build_registry().problems
     assert "invalid hook implementation" in problem.message
@@ -121,8 +141,16 @@ def test_plugins_json_lists_every_kind_with_name_and_origin(cli):
     status, out, _ = cli("plugins", "--json")
     listing = json.loads(out)
     assert status == 0
-    for kind in ("architecture", "loss", "regularizer", "constraint", "dataset",
-                 "feature-extractor", "metric", "tracker"):
+    for kind in (
+        "architecture",
+        "loss",
+        "regularizer",
+        "constraint",
+        "dataset",
+        "feature-extractor",
+        "metric",
+        "tracker",
+    ):
         assert kind in listing
         for entry in listing[kind]:
             assert entry["name"] and entry["origin"]

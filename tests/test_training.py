@@ -16,9 +16,7 @@ from ganzoo.training import _checkpoint as ckpt
 
 from .conftest import FASHION, REPO, TINY_RING, listing, needs_fashion, write
 
-RECIPES = sorted(
-    p for p in (REPO / "recipes").rglob("*.yaml") if "base" not in p.parts
-)
+RECIPES = sorted(p for p in (REPO / "recipes").rglob("*.yaml") if "base" not in p.parts)
 
 
 def tiny_overrides(path: Path) -> list[str]:
@@ -29,8 +27,14 @@ def tiny_overrides(path: Path) -> list[str]:
     name = config["data"]["name"]
     data = ["data.n=1000"] if name in ("ring", "grid") else ["data.limit=256"]
     kimg = batch * n_critic * 2 / 1000
-    return [*data, f"train.batch_size={batch}", f"train.kimg={kimg}",
-            f"train.tick_kimg={kimg}", f"train.snapshot_kimg={kimg}", "train.grid=16"]
+    return [
+        *data,
+        f"train.batch_size={batch}",
+        f"train.kimg={kimg}",
+        f"train.tick_kimg={kimg}",
+        f"train.snapshot_kimg={kimg}",
+        "train.grid=16",
+    ]
 
 
 def train(recipe_path: Path, run_dir: Path, overrides=(), resume=False):
@@ -43,14 +47,28 @@ def train(recipe_path: Path, run_dir: Path, overrides=(), resume=False):
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: str(p.relative_to(REPO)))
 def test_every_builtin_recipe_trains_a_few_steps(path, tmp_path):
-    if load_recipe(path).config["data"]["name"] == "fashion-mnist" and not FASHION.exists():
-        pytest.skip("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
+    if (
+        load_recipe(path).config["data"]["name"] == "fashion-mnist"
+        and not FASHION.exists()
+    ):
+        pytest.skip(
+            "Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)"
+        )
     trainer = train(path, tmp_path / "run", tiny_overrides(path))
     stats = [json.loads(line) for line in (tmp_path / "run" / "stats.jsonl").open()]
     assert stats, "no tick was reported"
     last = stats[-1]
-    for key in ("kimg", "sec_per_kimg", "eta_sec", "d_loss", "g_loss", "d_acc_real",
-                "d_acc_fake", "g_grad_norm", "peak_host_mem_gb"):
+    for key in (
+        "kimg",
+        "sec_per_kimg",
+        "eta_sec",
+        "d_loss",
+        "g_loss",
+        "d_acc_real",
+        "d_acc_fake",
+        "g_grad_norm",
+        "peak_host_mem_gb",
+    ):
         assert key in last
     assert np.isfinite(last["d_loss"]) and np.isfinite(last["g_loss"])
     assert (tmp_path / "run" / "final.pt").is_file()
@@ -60,13 +78,17 @@ def test_every_builtin_recipe_trains_a_few_steps(path, tmp_path):
 
 def test_ring_samples_move_from_the_origin_onto_the_ring(tmp_path):
     path = REPO / "recipes" / "ring" / "gan.yaml"
-    trainer = train(path, tmp_path / "run", ["train.kimg=300", "train.snapshot_kimg=300"])
+    trainer = train(
+        path, tmp_path / "run", ["train.kimg=300", "train.snapshot_kimg=300"]
+    )
     final = load_checkpoint(tmp_path / "run" / "final.pt")
     assert final["kimg"] == pytest.approx(300)
 
     def on_ring(generator) -> float:
         with torch.no_grad():
-            points = generator(torch.randn(2500, 2, generator=torch.Generator().manual_seed(1)))
+            points = generator(
+                torch.randn(2500, 2, generator=torch.Generator().manual_seed(1))
+            )
         return float(((points.norm(dim=1) - 1).abs() < 0.1).float().mean())
 
     fresh = load_recipe(path).network("generator", trainer.shape)
@@ -92,7 +114,9 @@ def test_resumed_run_ends_with_the_same_weights(tmp_path, monkeypatch, ring_reci
     with pytest.raises(KeyboardInterrupt):
         train(ring_recipe, tmp_path / "resumed", settings)
     monkeypatch.setattr(ckpt, "save_atomic", real_save)
-    assert load_checkpoint(tmp_path / "resumed" / ckpt.LAST)["kimg"] == pytest.approx(1.0)
+    assert load_checkpoint(tmp_path / "resumed" / ckpt.LAST)["kimg"] == pytest.approx(
+        1.0
+    )
     assert not (tmp_path / "resumed" / ckpt.FINAL).exists()
 
     resumed = train(ring_recipe, tmp_path / "resumed", settings, resume=True)
@@ -107,7 +131,9 @@ def test_resumed_run_ends_with_the_same_weights(tmp_path, monkeypatch, ring_reci
     assert all(torch.equal(a_opt[k]["exp_avg"], b_opt[k]["exp_avg"]) for k in a_opt)
 
 
-def test_same_seed_gives_identical_weights_and_another_seed_does_not(tmp_path, ring_recipe):
+def test_same_seed_gives_identical_weights_and_another_seed_does_not(
+    tmp_path, ring_recipe
+):
     first = train(ring_recipe, tmp_path / "a")
     second = train(ring_recipe, tmp_path / "b")
     other = train(ring_recipe, tmp_path / "c", ["train.seed=1"])
@@ -124,8 +150,12 @@ def test_run_directory_holds_resolved_recipe_and_reloads_to_the_same_hash(
     recipe = load_recipe(ring_recipe)
     assert info["recipe_hash"] == recipe.hash and info["finished"] is True
     stored = yaml.safe_load((tmp_path / "run" / "recipe.yaml").read_text())
-    assert stored["loss"] == {"name": "bce", "generator": "non-saturating",
-                              "label_noise": 0.0, "label_smoothing": 0.0}
+    assert stored["loss"] == {
+        "name": "bce",
+        "generator": "non-saturating",
+        "label_noise": 0.0,
+        "label_smoothing": 0.0,
+    }
     assert load_recipe(tmp_path / "run" / "recipe.yaml").hash == recipe.hash
 
 
@@ -138,7 +168,9 @@ def test_existing_run_directory_is_not_overwritten(tmp_path, ring_recipe, cli):
 
 
 def test_resume_without_checkpoint_is_a_user_error(tmp_path, ring_recipe, cli):
-    status, _, err = cli("train", ring_recipe, "--run-dir", tmp_path / "none", "--resume")
+    status, _, err = cli(
+        "train", ring_recipe, "--run-dir", tmp_path / "none", "--resume"
+    )
     assert status == 2 and "nothing to resume" in err
     assert not (tmp_path / "none").exists()
 
@@ -147,27 +179,36 @@ def test_sample_is_deterministic_per_seed(tmp_path, ring_recipe, cli):
     assert cli("train", ring_recipe, "--run-dir", tmp_path / "run")[0] == 0
     paths = {name: tmp_path / f"{name}.npy" for name in ("a", "b", "c")}
     for name, seed in (("a", 3), ("b", 3), ("c", 4)):
-        status, _, _ = cli("sample", tmp_path / "run", "--n", 100, "--seed", seed,
-                           "--out", paths[name])
+        status, _, _ = cli(
+            "sample", tmp_path / "run", "--n", 100, "--seed", seed, "--out", paths[name]
+        )
         assert status == 0
     a, b, c = (np.load(paths[n]) for n in "abc")
     assert a.shape == (100, 2)
     assert np.array_equal(a, b) and not np.array_equal(a, c)
-    assert cli("sample", tmp_path / "run", "--n", 50, "--out", tmp_path / "g.png")[0] == 0
+    assert (
+        cli("sample", tmp_path / "run", "--n", 50, "--out", tmp_path / "g.png")[0] == 0
+    )
     assert (tmp_path / "g.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @needs_fashion
 def test_sample_png_grid_of_images(tmp_path, cli):
     recipe = REPO / "recipes" / "fashion-mnist" / "gan.yaml"
-    status, _, _ = cli("train", recipe, *tiny_overrides(recipe), "--run-dir", tmp_path / "r")
+    status, _, _ = cli(
+        "train", recipe, *tiny_overrides(recipe), "--run-dir", tmp_path / "r"
+    )
     assert status == 0
-    assert cli("sample", tmp_path / "r", "--n", 16, "--out", tmp_path / "grid.png")[0] == 0
+    assert (
+        cli("sample", tmp_path / "r", "--n", 16, "--out", tmp_path / "grid.png")[0] == 0
+    )
     from PIL import Image
 
     grid = Image.open(tmp_path / "grid.png")
     assert grid.size == (4 * 30 + 2, 4 * 30 + 2)
-    status, _, _ = cli("sample", tmp_path / "r", "--n", 8, "--out", tmp_path / "raw.npy")
+    status, _, _ = cli(
+        "sample", tmp_path / "r", "--n", 8, "--out", tmp_path / "raw.npy"
+    )
     raw = np.load(tmp_path / "raw.npy")
     assert raw.shape == (8, 1, 28, 28) and 0 <= raw.min() and raw.max() <= 1
 
@@ -175,7 +216,9 @@ def test_sample_png_grid_of_images(tmp_path, cli):
 def test_wandb_offline_run_leaves_its_files(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
-    recipe = write(tmp_path / "r.yaml", TINY_RING + "tracking: {wandb: {mode: offline}}\n")
+    recipe = write(
+        tmp_path / "r.yaml", TINY_RING + "tracking: {wandb: {mode: offline}}\n"
+    )
     train(recipe, tmp_path / "run")
     runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
@@ -191,8 +234,9 @@ def test_tensorboard_writes_event_files(tmp_path):
     assert events and events[0].stat().st_size > 0
 
 
-def test_failure_inside_training_exits_1_with_a_message(tmp_path, monkeypatch, cli,
-                                                         ring_recipe):
+def test_failure_inside_training_exits_1_with_a_message(
+    tmp_path, monkeypatch, cli, ring_recipe
+):
     def explode(self, real):
         raise RuntimeError("simulated fault")
 

@@ -196,13 +196,17 @@ def _merge(base: dict, child: Mapping, sources: _Sources, prefix: KeyPath) -> No
             base[key] = copy.deepcopy(value)
 
 
-PLUGIN_SECTIONS = (
-    ("data",),
-    ("loss",),
-    ("model", "generator"),
-    ("model", "discriminator"),
-)
-"""Where a bare plugin name may stand for its section, as in ``loss: hinge``."""
+def _names_a_plugin(path: KeyPath) -> bool:
+    """Whether a bare name may stand for the section at ``path``: ``loss: hinge``."""
+    if path in (
+        ("data",),
+        ("loss",),
+        ("model", "generator"),
+        ("model", "discriminator"),
+    ):
+        return True
+    lists = ("regularizers", "constraints")
+    return len(path) == 2 and path[0] in lists and isinstance(path[1], int)
 
 
 def _apply_override(merged: dict, sources: _Sources, text: str) -> None:
@@ -245,8 +249,8 @@ def _apply_override(merged: dict, sources: _Sources, text: str) -> None:
             if child is None:
                 child = target[part] = {}
                 sources.places.setdefault(here, (COMMAND_LINE, None))
-            elif isinstance(child, str) and here in PLUGIN_SECTIONS:
-                child = target[part] = {"name": child}
+        if isinstance(child, str) and _names_a_plugin(here):
+            child = target[part] = {"name": child}
         if not isinstance(child, dict | list):
             raise GanzooError(
                 f"cannot set {dotted(parts)}: {dotted(here)} is {_kind(child)}, "

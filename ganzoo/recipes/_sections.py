@@ -132,10 +132,17 @@ EVAL = (
         nullable=True,
     ),
     Option(
+        "during_n",
+        int,
+        2000,
+        "generated samples for the metric computed during training",
+        minimum=10,
+    ),
+    Option(
         "checkpoint",
         str,
-        "final",
-        "which checkpoint to score",
+        "both",
+        "which checkpoints to score (both: final, and best when eval_kimg made one)",
         choices=("final", "best", "both"),
     ),
 )

@@ -123,8 +123,10 @@ _Loader.add_implicit_resolver(
 )
 
 
-def _count_values(node: yaml.Node, counted: dict[int, int], open_: set[int]) -> int:
-    """How many values ``node`` holds once every alias is expanded."""
+def _count_values(
+    node: yaml.Node, path: tuple[Any, ...], counted: dict[int, int], open_: set[int]
+) -> int:
+    """How many values ``node`` at ``path`` holds once every alias is expanded."""
     if id(node) in counted:
         return counted[id(node)]
     if id(node) in open_:
@@ -132,20 +134,23 @@ def _count_values(node: yaml.Node, counted: dict[int, int], open_: set[int]) -> 
             "an alias refers to the mapping or list that contains it; "
             "recipes cannot be recursive",
             line=node.start_mark.line + 1,
+            key=dotted(path) or None,
         )
     total = 1
     if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
         open_.add(id(node))
-        children = node.value
         if isinstance(node, yaml.MappingNode):
-            children = [part for pair in node.value for part in pair]
-        for child in children:
-            total += _count_values(child, counted, open_)
+            children = [(path + (k.value,), v) for k, v in node.value]
+        else:
+            children = [(path + (i,), v) for i, v in enumerate(node.value)]
+        for where, child in children:
+            total += _count_values(child, where, counted, open_)
             if total > MAX_VALUES:
                 raise GanzooError(
                     f"the document expands to more than {MAX_VALUES:,} values "
                     "through its aliases; a recipe is much smaller",
                     line=node.start_mark.line + 1,
+                    key=dotted(path) or None,
                 )
         open_.discard(id(node))
     counted[id(node)] = total
@@ -159,7 +164,7 @@ def parse_yaml(text: str, *, source: str) -> Any:
         node = loader.get_single_node()
         if node is None:
             return None
-        _count_values(node, {}, set())
+        _count_values(node, (), {}, set())
         return loader.construct_document(node)
     except GanzooError as error:
         raise error.at(file=source) from None

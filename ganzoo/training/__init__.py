@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from .._plugin import Tracker
-from ..recipes import Recipe
 from ._checkpoint import BEST, FINAL, LAST, load_checkpoint
 from ._sampling import LoadedGenerator, checkpoint_path, generate, load_generator, save_samples
-from ._trainer import Trainer, prepare_run_dir, software_versions
-
-
-def build_trackers(recipe: Recipe) -> list[Tracker]:
-    """Instantiate the trackers the recipe enables under ``tracking``."""
-    return [
-        recipe.plugin("tracker", {"name": name, **options})
-        for name, options in recipe.config["tracking"].items()
-    ]
+from ._trainer import (
+    Trainer,
+    build_trackers,
+    default_run_dir,
+    prepare_run_dir,
+    software_versions,
+    train_recipe,
+)
 
 
 __all__ = [
@@ -24,6 +21,7 @@ __all__ = [
     "LoadedGenerator",
     "Trainer",
     "build_trackers",
+    "default_run_dir",
     "checkpoint_path",
     "generate",
     "load_checkpoint",
@@ -31,4 +29,5 @@ __all__ = [
     "prepare_run_dir",
     "save_samples",
     "software_versions",
+    "train_recipe",
 ]

@@ -163,10 +163,19 @@ class Trainer:
         self.fixed_latents = torch.randn(count, self.latent_dim, generator=latent_rng).to(
             self.device)
 
+        # The cheap metric during training, which keeps the best checkpoint.
+        self.periodic = None
+        if config["eval"]["eval_kimg"] is not None:
+            from ..evaluation._periodic import PeriodicEval
+
+            self.periodic = PeriodicEval(recipe)
+        self.best: dict[str, Any] | None = None
+
         self.step = 0
         self.images_seen = 0
         self.snapshot_index = 0
         self.checkpoint_index = 0
+        self.eval_index = 0
 
     # Phases of one iteration.
 
@@ -264,6 +273,8 @@ class Trainer:
             "kimg": self.kimg,
             "snapshot_index": self.snapshot_index,
             "checkpoint_index": self.checkpoint_index,
+            "eval_index": self.eval_index,
+            "best": self.best,
             "tick": progress.tick,
             "elapsed_sec": progress.elapsed,
         }
@@ -286,7 +297,33 @@ class Trainer:
         self.images_seen = state["images_seen"]
         self.snapshot_index = state["snapshot_index"]
         self.checkpoint_index = state["checkpoint_index"]
+        self.eval_index = state["eval_index"]
+        self.best = state["best"]
         progress.resume_from(self.kimg, state["tick"], state["elapsed_sec"])
+
+    def evaluate(self, progress: Progress) -> None:
+        """Score the EMA generator now; keep the checkpoint when it is the best so far."""
+        assert self.periodic is not None
+        scores = self.periodic(self.nets.generator_ema)
+        rank = self.periodic.rank(scores)
+        improved = self.best is None or rank < tuple(self.best["rank"])
+        if improved:
+            self.best = {"kimg": self.kimg, "step": self.step, "scores": scores,
+                         "rank": list(rank)}
+        entry = {"kimg": round(self.kimg, 3), "step": self.step, "eval": scores,
+                 "best": improved, "timestamp": time.time()}
+        with (self.run_dir / "stats.jsonl").open("a") as file:
+            file.write(json.dumps(entry) + "\n")
+        shown = "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                          for k, v in scores.items())
+        log.info("eval  kimg %-8.1f %s%s", self.kimg, shown, "  (best)" if improved else "")
+        for tracker in self.trackers:
+            tracker.log_stats({f"eval/{k}": v for k, v in scores.items()
+                               if isinstance(v, int | float)}, self.step)
+        if improved:
+            ckpt.save_atomic(self.state_dict(progress), self.run_dir / ckpt.BEST)
+            _update_run_info(self.run_dir, best={k: v for k, v in self.best.items()
+                                                 if k != "rank"})
 
     # The loop.
 
@@ -299,6 +336,8 @@ class Trainer:
         snapshot_images = round(options["snapshot_kimg"] * 1000)
         checkpoint_images = round((options["checkpoint_kimg"] or options["snapshot_kimg"])
                                   * 1000)
+        eval_kimg = self.recipe.config["eval"]["eval_kimg"]
+        eval_images = round(eval_kimg * 1000) if eval_kimg else None
 
         progress = Progress(self.run_dir, options["kimg"], self.device, self.trackers,
                             show_bar=show_bar)
@@ -335,6 +374,11 @@ class Trainer:
                 if self.images_seen >= (self.snapshot_index + 1) * snapshot_images or done:
                     self.snapshot_index = self.images_seen // snapshot_images
                     self.snapshot()
+                if eval_images and (
+                    self.images_seen >= (self.eval_index + 1) * eval_images or done
+                ):
+                    self.eval_index = self.images_seen // eval_images
+                    self.evaluate(progress)
                 if self.images_seen >= (self.checkpoint_index + 1) * checkpoint_images:
                     self.checkpoint_index = self.images_seen // checkpoint_images
                     ckpt.save_atomic(self.state_dict(progress), self.run_dir / ckpt.LAST)
@@ -358,6 +402,33 @@ class Trainer:
             return None
         means = getattr(self.dataset, "means", None)
         return means() if callable(means) else data.samples[:500]
+
+
+def build_trackers(recipe: Recipe) -> list[Tracker]:
+    """Instantiate the trackers the recipe enables under ``tracking``."""
+    return [
+        recipe.plugin("tracker", {"name": name, **options})
+        for name, options in recipe.config["tracking"].items()
+    ]
+
+
+def default_run_dir(recipe: Recipe, root: Path = Path("runs")) -> Path:
+    """``runs/NAME-HASH``: the same recipe always maps to the same directory."""
+    return root / f"{recipe.name}-{recipe.hash[:10]}"
+
+
+def train_recipe(recipe: Recipe, run_dir: Path, *, resume: bool = False,
+                 show_bar: bool | None = None) -> Path:
+    """Build everything, then create the run directory and train; returns final.pt.
+
+    Everything that can fail on bad input (data, networks, trackers) is built
+    before the run directory is created.
+    """
+    trackers = build_trackers(recipe)
+    trainer = Trainer(recipe, run_dir, trackers)
+    prepare_run_dir(recipe, run_dir, resume=resume)
+    log.info("run %s  hash %s  device %s", run_dir, recipe.hash, trainer.device)
+    return trainer.run(resume=resume, show_bar=show_bar)
 
 
 def prepare_run_dir(recipe: Recipe, run_dir: Path, *, resume: bool) -> None:
