@@ -27,6 +27,7 @@ Run ``python benchmarks/train_step.py --help`` for the options; the results go t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -36,7 +37,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 
 import ganzoo
-from ganzoo import Tracker
+from ganzoo import RunInfo, Tracker
 from ganzoo.recipes import Recipe, load_recipe
 from ganzoo.training import Trainer, prepare_run_dir
 from ganzoo.training import _checkpoint as checkpoint
@@ -57,7 +57,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results" / "train_step.json"
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Case:
     """One required comparison: a recipe, its overrides, the bound and the sizes."""
 
@@ -78,8 +78,8 @@ CASES = {
         "recipes/base/ring.yaml",
         ("train.batch_size=512",),
         1.10,
-        steps=25,
-        rounds=12,
+        steps=10,
+        rounds=40,
     ),
 }
 
@@ -193,7 +193,8 @@ class TickTimer(Tracker):
     The time between two ``log_stats`` calls is one tick of ganzoo's loop: its
     steps, its tick report and its per-step checks. A bare block runs inside each
     call, outside that interval. The first tick, which holds the initial snapshot
-    and the warm-up, is not counted, nor is the first bare block.
+    and the warm-up, is not counted, nor is the first bare block; its time is
+    kept as ``first_tick``.
     """
 
     name = "benchmark-tick-timer"
@@ -204,6 +205,11 @@ class TickTimer(Tracker):
         self.ganzoo: list[Reading] = []
         self.bare_times: list[Reading] = []
         self.mark: Reading | None = None
+        self.started: Reading | None = None
+        self.first_tick: Reading | None = None
+
+    def start(self, run: RunInfo) -> None:
+        self.started = Reading.now()
 
     def log_stats(self, stats: Mapping[str, Any], step: int) -> None:
         synchronize(self.device)
@@ -212,13 +218,15 @@ class TickTimer(Tracker):
         if self.mark is not None:
             self.ganzoo.append((now - self.mark) / self.steps)
             self.bare_times.append(bare)
+        elif self.started is not None:
+            self.first_tick = now - self.started
         self.mark = Reading.now()
 
 
 # Timing.
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Reading:
     """Seconds on two clocks: wall time, and CPU time of this process.
 
@@ -238,6 +246,13 @@ class Reading:
 
     def __truediv__(self, count: float) -> Reading:
         return Reading(self.wall / count, self.cpu / count)
+
+
+def median_reading(readings: list[Reading]) -> Reading:
+    return Reading(
+        statistics.median(r.wall for r in readings),
+        statistics.median(r.cpu for r in readings),
+    )
 
 
 def synchronize(device: torch.device) -> None:
@@ -262,18 +277,19 @@ def summarize(
     bound: float,
     required: bool,
     clock: str,
-    extra_sec: float = 0.0,
+    extra: Reading | None = None,
 ) -> dict:
     """Median per step, the ratio of medians and the spread of per-round ratios.
 
     The verdict uses ``clock``; the other clock's figures are kept for the record.
-    ``extra_sec`` is a per-step cost added to the ganzoo side (snapshots and
+    ``extra`` is a per-step cost added to the ganzoo side (snapshots and
     checkpoints spread over the steps). ``required`` marks the rows the bound
     applies to: the recipe as written.
     """
     row: dict[str, Any] = {"variant": name, "clock": clock}
     for which in (clock, *(c for c in CLOCKS if c != clock)):
-        ours = [getattr(t, which) + extra_sec for t in times]
+        added = getattr(extra, which) if extra is not None else 0.0
+        ours = [getattr(t, which) + added for t in times]
         theirs = [getattr(t, which) for t in bare]
         paired = sorted(g / b for g, b in zip(ours, theirs, strict=True))
         figures = {
@@ -378,25 +394,30 @@ def compare_run(case: Case, extra: list[str], scratch: Path, clock: str) -> dict
     trainer.run(show_bar=False)
     wall = time.perf_counter() - start
 
-    # Snapshot and checkpoint, each as Trainer.run makes them, timed three times
-    # on the wall clock: a checkpoint waits for the disk.
+    # Snapshot and checkpoint, each as Trainer.run makes them, timed three times.
     progress = Progress(run_dir, kimg, trainer.device, show_bar=False)
-    snapshot_times, checkpoint_times = [], []
+    snapshots, checkpoints = [], []
     for _ in range(3):
-        begin = time.perf_counter()
+        begin = Reading.now()
         trainer.snapshot()
-        snapshot_times.append(time.perf_counter() - begin)
-        begin = time.perf_counter()
+        middle = Reading.now()
         checkpoint.save_atomic(trainer.state_dict(progress), run_dir / checkpoint.LAST)
-        checkpoint_times.append(time.perf_counter() - begin)
-    snapshot_sec = statistics.median(snapshot_times)
-    checkpoint_sec = statistics.median(checkpoint_times)
+        snapshots.append(middle - begin)
+        checkpoints.append(Reading.now() - middle)
+    snapshot_cost = median_reading(snapshots)
+    checkpoint_cost = median_reading(checkpoints)
 
     # Spread them over the steps between them at the recipe's own intervals.
     snapshot_steps = probe["snapshot_kimg"] * 1000 / batch_size
     checkpoint_steps = (probe["checkpoint_kimg"] or probe["snapshot_kimg"]) * 1000
     checkpoint_steps /= batch_size
-    amortised = snapshot_sec / snapshot_steps + checkpoint_sec / checkpoint_steps
+    amortised = Reading(
+        *(
+            getattr(snapshot_cost, c) / snapshot_steps
+            + getattr(checkpoint_cost, c) / checkpoint_steps
+            for c in ("wall", "cpu")
+        )
+    )
 
     steady = summarize(
         "run, steady", timer.ganzoo, timer.bare_times, case.bound, False, clock
@@ -408,17 +429,18 @@ def compare_run(case: Case, extra: list[str], scratch: Path, clock: str) -> dict
         case.bound,
         True,
         clock,
-        extra_sec=amortised,
+        extra=amortised,
     )
     result.update(
         steady_ms_per_step=steady["ms_per_step"],
         steady_ratio=steady["ratio"],
-        snapshot_ms=1e3 * snapshot_sec,
-        checkpoint_ms=1e3 * checkpoint_sec,
+        snapshot_ms=1e3 * getattr(snapshot_cost, clock),
+        checkpoint_ms=1e3 * getattr(checkpoint_cost, clock),
         snapshot_every_steps=snapshot_steps,
         checkpoint_every_steps=checkpoint_steps,
-        amortised_ms_per_step=1e3 * amortised,
+        amortised_ms_per_step=1e3 * getattr(amortised, clock),
         run_wall_sec=wall,
+        first_tick_sec=getattr(timer.first_tick, clock, None),
         run_steps=trainer.step,
         ticks_counted=len(timer.ganzoo),
     )
@@ -521,15 +543,9 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for name in args.case or list(CASES):
         case = CASES[name]
-        if args.steps or args.rounds:
-            case = Case(
-                case.name,
-                case.recipe,
-                case.overrides,
-                case.bound,
-                args.steps or case.steps,
-                args.rounds or case.rounds,
-            )
+        case = dataclasses.replace(
+            case, steps=args.steps or case.steps, rounds=args.rounds or case.rounds
+        )
         begin = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="ganzoo-bench-") as scratch:
             rows = compare_phases(case, extra, Path(scratch), clock)

@@ -339,8 +339,6 @@ def check_place(message: str, file: str, expected: Rejected) -> None:
     where = file + (f":{expected.line}" if expected.line is not None else "")
     key = f"{expected.key}: " if expected.key else ""
     assert message.startswith(f"{where}: {key}"), message
-    rest = message.removeprefix(f"{where}: {key}")
-    assert not rest.startswith(("line ", ":")), message
     for fragment in expected.fragments:
         assert fragment in message, f"{fragment!r} not in {message!r}"
 
@@ -356,7 +354,7 @@ def case_params() -> list:
     return params
 
 
-def test_every_case_file_has_its_expectations_and_back():
+def test_case_folder_and_expectations_name_the_same_files():
     files = {path.name for path in CASES.glob("*.yaml")}
     assert files == set(EXPECTED)
     assert len(files) >= 25

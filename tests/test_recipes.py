@@ -308,7 +308,7 @@ def test_hash_changes_with_any_training_value(tmp_path, override):
     [
         "eval.n_fake=100",
         "eval.seed=3",
-        "eval.checkpoint=both",
+        "eval.reference_split=train",
         "tracking.wandb.mode=disabled",
         "tracking.tensorboard=true",
         "name=another-name",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
@@ -96,7 +96,7 @@ def _construct_sequence(loader: _Loader, node: yaml.SequenceNode) -> LinedList:
     return result
 
 
-def _reject_tag(loader: _Loader, node: yaml.Node) -> None:
+def _reject_tag(loader: _Loader, node: yaml.Node) -> NoReturn:
     tag = node.tag.replace("tag:yaml.org,2002:", "!!")
     raise GanzooError(
         f"unsupported YAML tag {tag!r}; recipes allow plain YAML only "
