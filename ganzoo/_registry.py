@@ -284,11 +284,15 @@ def _import_file(path: Path) -> ModuleType:
         raise ImportError(f"cannot import {path}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
+    # A plugin named by a recipe may be rejected later; leave no __pycache__ behind.
+    writes_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True
     try:
         spec.loader.exec_module(module)
     except BaseException:
         del sys.modules[module_name]
         raise
+    finally:
+        sys.dont_write_bytecode = writes_bytecode
     return module
 
 

@@ -229,11 +229,7 @@ EXPECTED: dict[str, Rejected] = {
         1, "data.split", ("expected one of 'train', 'test', 'all'", "'validation'")
     ),
     "pack-not-dividing-batch.yaml": Rejected(
-        4,
-        "model.discriminator.pack",
-        ("packs 3 samples", "batch"),
-        known_bug="Architecture.check cannot see train.batch_size, so the mlp "
-        "discriminator finds out in the first step, after the run directory exists",
+        None, "model.discriminator", ("packs 3 samples", "a multiple of pack=3")
     ),
 }
 
@@ -430,11 +426,6 @@ def test_error_in_base_recipe_names_the_base_file(cli, tmp_path, monkeypatch):
     assert message.startswith(f"{tmp_path / 'base.yaml'}:6: train.kimg: ")
 
 
-@pytest.mark.xfail(
-    reason="the registry imports a plugin file with Python's bytecode cache on, "
-    "so a rejected recipe leaves __pycache__/ beside its plugin",
-    strict=True,
-)
 def test_rejected_recipe_with_a_plugin_file_writes_no_bytecode(
     cli, tmp_path, monkeypatch
 ):

@@ -205,7 +205,8 @@ def test_every_option_of_every_section_is_filled_in(tmp_path):
         )
     assert set(config["train"]) == {o.name for o in TRAIN}
     assert config["train"]["n_critic"] == 1
-    assert config["eval"] == {o.name: o.default for o in EVAL}
+    # The reference split defaults to the data set's test split where it has one.
+    assert config["eval"] == {**{o.name: o.default for o in EVAL}, "reference_split": "test"}
     assert config["tracking"] == {"tensorboard": {"flush_secs": 30}}
 
 

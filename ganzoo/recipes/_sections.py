@@ -120,7 +120,13 @@ EVAL = (
         minimum=1,
         nullable=True,
     ),
-    Option("reference_split", str, "test", "split of the data set to compare against"),
+    Option(
+        "reference_split",
+        str,
+        None,
+        "split of the data set to compare against (null: test where there is one)",
+        nullable=True,
+    ),
     Option("seed", int, 0, "seed for sampling latents at evaluation", minimum=0),
     Option(
         "eval_kimg",

@@ -144,6 +144,7 @@ class Trainer:
         self.latent_dim = int(generator.latent_dim)
 
         self.real = from_unit_range(data.samples, self.output_range).to(self.device)
+        self._check_discriminator_batch()
         self.sampler = BatchSampler(self.real, self.train_options["batch_size"],
                                     self.train_options["seed"] + 1)
         self.reference = self._reference_points(data)
@@ -176,6 +177,26 @@ class Trainer:
         self.snapshot_index = 0
         self.checkpoint_index = 0
         self.eval_index = 0
+
+    def _check_discriminator_batch(self) -> None:
+        """Push one batch through the discriminator, so a shape it cannot take is a
+        user error before the run directory exists rather than a crash at step 1."""
+        batch = self.train_options["batch_size"]
+        probe = self.real[torch.arange(2 * batch, device=self.device) % len(self.real)]
+        discriminator = self.nets.discriminator
+        discriminator.eval()
+        try:
+            with torch.no_grad():
+                discriminator(probe)
+        except GanzooError as error:
+            raise error.at(key="model.discriminator") from None
+        except RuntimeError as error:
+            first = str(error).strip().splitlines()[0]
+            raise GanzooError(
+                f"the discriminator cannot take a batch of {2 * batch} "
+                f"{self.shape.describe()}: {first}", key="model.discriminator") from None
+        finally:
+            discriminator.train()
 
     # Phases of one iteration.
 
@@ -424,9 +445,14 @@ def train_recipe(recipe: Recipe, run_dir: Path, *, resume: bool = False,
     Everything that can fail on bad input (data, networks, trackers) is built
     before the run directory is created.
     """
-    trackers = build_trackers(recipe)
-    trainer = Trainer(recipe, run_dir, trackers)
-    prepare_run_dir(recipe, run_dir, resume=resume)
+    try:
+        trackers = build_trackers(recipe)
+        trainer = Trainer(recipe, run_dir, trackers)
+        prepare_run_dir(recipe, run_dir, resume=resume)
+    except GanzooError as error:
+        if error.key is not None:  # a recipe key is at fault: name the recipe too
+            error.at(file=recipe.source)
+        raise
     log.info("run %s  hash %s  device %s", run_dir, recipe.hash, trainer.device)
     return trainer.run(resume=resume, show_bar=show_bar)
 
