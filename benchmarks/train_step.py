@@ -78,8 +78,8 @@ CASES = {
         "recipes/base/ring.yaml",
         ("train.batch_size=512",),
         1.10,
-        steps=10,
-        rounds=40,
+        steps=5,
+        rounds=80,
     ),
 }
 

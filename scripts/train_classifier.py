@@ -31,9 +31,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-
-import ganzoo
-from ganzoo import GanzooError, TensorData
 from ganzoo_plugins.datasets.idx import FashionMnist, IdxImages, Mnist
 from ganzoo_plugins.feature_extractors.classifier import (
     WEIGHTS_DIR,
@@ -42,6 +39,9 @@ from ganzoo_plugins.feature_extractors.classifier import (
     MnistClassifier,
     SmallCnn,
 )
+
+import ganzoo
+from ganzoo import GanzooError, TensorData
 
 DATASETS: dict[str, tuple[type[IdxImages], type[Classifier]]] = {
     "fashion-mnist": (FashionMnist, FashionClassifier),
@@ -66,8 +66,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--threads", type=int, default=2, help="CPU threads (results depend on it)"
     )
     parser.add_argument(
-        "--root", default=None, help="folder holding the four IDX files, if not the "
-        "system location or the ganzoo data root"
+        "--root",
+        default=None,
+        help="folder holding the four IDX files, if not the "
+        "system location or the ganzoo data root",
     )
     parser.add_argument(
         "--no-download", action="store_true", help="never try to download the files"
@@ -130,7 +132,9 @@ def train(args: argparse.Namespace, train_data: TensorData) -> SmallCnn:
     )
     flip = args.dataset == "fashion-mnist"  # mirrored digits are other digits
     start = time.perf_counter()
-    print(f"{'epoch':>5} {'kimg':>6} {'loss':>7} {'train':>7} {'sec/kimg':>8} {'eta':>6}")
+    print(
+        f"{'epoch':>5} {'kimg':>6} {'loss':>7} {'train':>7} {'sec/kimg':>8} {'eta':>6}"
+    )
 
     for epoch in range(1, args.epochs + 1):
         network.train()
@@ -148,7 +152,7 @@ def train(args: argparse.Namespace, train_data: TensorData) -> SmallCnn:
             optimizer.step()
             schedule.step()
 
-            total_loss += float(loss) * len(index)
+            total_loss += float(loss.detach()) * len(index)
             correct += int((logits.argmax(dim=1) == target).sum())
 
         # One line per epoch: progress in thousands of images shown.
@@ -201,7 +205,10 @@ def save(
         "parameters": sum(p.numel() for p in network.parameters()),
         "input_mean": round(float(network.mean), 6),
         "input_std": round(float(network.std), 6),
-        "data_fingerprints": {"train": train_data.fingerprint, "test": test_data.fingerprint},
+        "data_fingerprints": {
+            "train": train_data.fingerprint,
+            "test": test_data.fingerprint,
+        },
         "sha256": hashlib.sha256(raw).hexdigest(),
         "size_bytes": len(raw),
         "train_seconds": round(seconds, 1),
@@ -209,7 +216,9 @@ def save(
         "torch": torch.__version__,
         "python": platform.python_version(),
         "ganzoo": ganzoo.__version__,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
+            timespec="seconds"
+        ),
         "command": shlex.join(["python", "scripts/train_classifier.py", *sys.argv[1:]]),
     }
     weights.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")

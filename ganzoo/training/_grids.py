@@ -65,25 +65,45 @@ def save_scatter(
     path: Path,
     reference: torch.Tensor | None = None,
     title: str | None = None,
+    size: int = 400,
 ) -> None:
-    """Save 2-D points as a scatter plot, with reference points (e.g. modes) in red."""
-    import matplotlib
+    """Save 2-D points as a scatter picture, with reference points (modes) as red x.
 
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
+    Drawn directly into a pixel array: a snapshot costs milliseconds, so it does
+    not slow down the fast 2-D runs the way a plotting library would.
+    """
+    from PIL import Image, ImageDraw
 
-    points = np.asarray(points.detach().float().cpu())
-    figure, axes = pyplot.subplots(figsize=(4, 4), dpi=100)
-    axes.scatter(points[:, 0], points[:, 1], s=2, alpha=0.5, color="tab:blue")
-    if reference is not None:
-        reference = np.asarray(reference.detach().float().cpu())
-        axes.scatter(reference[:, 0], reference[:, 1], s=12, marker="x", color="tab:red")
-        span = np.abs(reference).max() * 1.5 + 0.5
-        axes.set_xlim(-span, span)
-        axes.set_ylim(-span, span)
-    axes.set_aspect("equal")
-    if title:
-        axes.set_title(title, fontsize=9)
-    figure.tight_layout()
-    figure.savefig(path)
-    pyplot.close(figure)
+    points = points.detach().float().cpu().numpy()
+    marks = None if reference is None else reference.detach().float().cpu().numpy()
+    extent = np.abs(marks if marks is not None else points).max() if len(points) else 1.0
+    span = float(extent) * 1.5 + 0.5
+
+    def pixels(xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        column = ((xy[:, 0] + span) / (2 * span) * (size - 1)).round().astype(int)
+        row = ((span - xy[:, 1]) / (2 * span) * (size - 1)).round().astype(int)
+        return column, row
+
+    image = Image.new("RGB", (size, size), (255, 255, 255))
+    draw = ImageDraw.Draw(image)
+    draw.line([(0, size // 2), (size, size // 2)], fill=(225, 225, 225))
+    draw.line([(size // 2, 0), (size // 2, size)], fill=(225, 225, 225))
+    if marks is not None:
+        for c, r in zip(*pixels(marks), strict=True):
+            draw.line([(c - 5, r - 5), (c + 5, r + 5)], fill=(214, 39, 40), width=1)
+            draw.line([(c - 5, r + 5), (c + 5, r - 5)], fill=(214, 39, 40), width=1)
+
+    # The points go on top, two by two pixels each.
+    canvas = np.array(image)
+    column, row = pixels(points[np.isfinite(points).all(axis=1)])
+    for dx in (0, 1):
+        for dy in (0, 1):
+            c, r = column + dx, row + dy
+            inside = (c >= 0) & (c < size) & (r >= 0) & (r < size)
+            canvas[r[inside], c[inside]] = (31, 119, 180)
+    image = Image.fromarray(canvas)
+    draw = ImageDraw.Draw(image)
+    draw.rectangle([0, 0, size - 1, size - 1], outline=(120, 120, 120))
+    label = f"[-{span:.2g}, {span:.2g}]^2" + (f"   {title}" if title else "")
+    draw.text((6, 4), label, fill=(60, 60, 60))
+    image.save(path)

@@ -1,4 +1,4 @@
-"""The project's own 28x28 classifiers, as feature extractors for ganzoo and torch-fidelity.
+"""The project's own 28x28 classifiers, as feature extractors (also for torch-fidelity).
 
 ``fashion-classifier`` is a small CNN trained on Fashion-MNIST by
 ``scripts/train_classifier.py``; its weights ship in ``plugins/weights/``.
@@ -171,7 +171,9 @@ class Classifier(FeatureExtractor):
         try:
             stat = self.path.stat()
         except OSError as error:
-            raise GanzooError(f"cannot read weights file {str(self.path)!r}: {error}")
+            raise GanzooError(
+                f"cannot read weights file {str(self.path)!r}: {error}"
+            ) from None
         stamp = (stat.st_mtime_ns, stat.st_size)
         if self._loaded is None or self._loaded[0] != stamp:
             raw = self.path.read_bytes()

@@ -117,7 +117,9 @@ class InceptionV3Compat(FeatureExtractor):
                     self.name, list(FEATURES), str(self.path)
                 )
             except Exception as error:  # torch raises several types for bad files
-                reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+                reason = (
+                    str(error).strip().splitlines()[0] if str(error).strip() else ""
+                )
                 raise GanzooError(
                     f"cannot load Inception weights from {str(self.path)!r} "
                     f"({type(error).__name__}: {reason[:120]}); expected "
