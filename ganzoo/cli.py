@@ -66,6 +66,20 @@ def build_parser() -> argparse.ArgumentParser:
                          help="samples generated from a run directory (default 10000)")
     metrics.add_argument("--seed", type=int, default=0, help="seed of generated samples")
 
+    board = commands.add_parser("leaderboard", help="rank the evaluation records")
+    board.add_argument("--dataset", help="only this data set")
+    board.add_argument("--metric", help="rank by this metric (default: fid, or modes)")
+    board.add_argument("--format", choices=("md", "html", "json"), default="md")
+    board.add_argument("--out", type=Path, help="write here (html default: "
+                       "leaderboard/site/index.html; md/json default: stdout)")
+    board.add_argument("--results", type=Path, help="records folder "
+                       "(default: leaderboard/results)")
+
+    versus = commands.add_parser("compare", help="runs or recipes side by side")
+    versus.add_argument("items", nargs="+", help="record files, run directories or recipes")
+    versus.add_argument("--json", action="store_true", help="print JSON")
+    versus.add_argument("--results", type=Path, help="records folder")
+
     sample = commands.add_parser("sample", help="generate samples from a trained run")
     sample.add_argument("run_dir", type=Path, help="run directory")
     sample.add_argument("--n", type=int, required=True, help="number of samples")
@@ -96,6 +110,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _eval(args)
         if args.command == "metrics":
             return _metrics(args)
+        if args.command == "leaderboard":
+            return _leaderboard(args)
+        if args.command == "compare":
+            return _compare(args)
         return _plugins(args)
     except GanzooError as error:
         print(f"ganzoo: error: {error}", file=sys.stderr)
@@ -169,12 +187,77 @@ def _eval(args: argparse.Namespace) -> int:
     record = evaluate_recipe(args.recipe, args.overrides, seeds=args.seeds,
                              retrain=args.retrain, run_dir=args.run_dir,
                              checkpoint=args.checkpoint, show_bar=show_bar)
-    path = write_record(record, args.results or DEFAULT_RESULTS)
+    results = args.results or DEFAULT_RESULTS
+    _keep_sample_grids(record, results.parent / "samples")
+    path = write_record(record, results)
     record["record"] = str(path)
     print(json.dumps(record, indent=2) if args.json else format_record(record))
     if record["status"] != "ok":
         print(f"ganzoo: failed: {'; '.join(record.get('errors', []))}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _keep_sample_grids(record: dict, folder: Path) -> None:
+    """Copy each seed's last snapshot grid beside the records (runs are not kept)."""
+    import shutil
+
+    from .leaderboard import safe_name
+
+    for seed in record["seeds"]:
+        run_dir = Path(seed["run_dir"]) if seed.get("run_dir") else None
+        grids = sorted(run_dir.glob("fakes-kimg*.png")) if run_dir and run_dir.is_dir() else []
+        if grids:
+            folder.mkdir(parents=True, exist_ok=True)
+            name = safe_name(f"{record['name']}-{record['recipe_hash'][:10]}-seed{seed['seed']}")
+            target = folder / f"{name}.png"
+            shutil.copyfile(grids[-1], target)
+            seed["samples"] = str(target)
+
+
+def _leaderboard(args: argparse.Namespace) -> int:
+    from .leaderboard import DEFAULT_RESULTS, build_standings, read_records
+    from .leaderboard._render import render_html, render_json, render_markdown
+
+    records = read_records(args.results or DEFAULT_RESULTS)
+    standings = build_standings(records, dataset=args.dataset, metric=args.metric)
+    if args.dataset and not standings.datasets():
+        known = sorted({r.get("dataset", "?") for r in records})
+        raise GanzooError(f"--dataset: no record for {args.dataset!r}; data sets with "
+                          f"records: {', '.join(known) or 'none'}")
+    if args.format == "html":
+        out = args.out or Path("leaderboard") / "site" / "index.html"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        render_html(standings, out)
+        log.info("wrote %s", out)
+        return 0
+    text = render_markdown(standings) if args.format == "md" else render_json(standings)
+    if args.out is None:
+        print(text, end="")
+    else:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+        log.info("wrote %s", args.out)
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from .leaderboard import DEFAULT_RESULTS, compare, find_records
+
+    records = find_records(args.items, args.results or DEFAULT_RESULTS)
+    result = compare(records)
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+        return 0
+    names = result["runs"]
+    width = max(len(n) for n in names) + 2
+    print(f"{'':<22}" + "".join(f"{n:>{width}}" for n in names))
+    for section in ("metrics", "training", "recipe_differences"):
+        if result[section]:
+            print(f"{section.replace('_', ' ')}:")
+        for key, values in result[section].items():
+            shown = [f"{v:.4g}" if isinstance(v, float) else str(v) for v in values]
+            print(f"  {key:<20}" + "".join(f"{s:>{width}}" for s in shown))
     return 0
 
 

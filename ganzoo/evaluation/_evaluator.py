@@ -162,6 +162,17 @@ def _score_run(seed, run_dir, checkpoint, scorer, real, reference, settings) -> 
     return SeedResult(seed, run_dir, results, protocol, _training(run_dir))
 
 
+def _curve(run_dir: Path | None) -> list:
+    """The metric computed during training: [[kimg, scores], ...] from stats.jsonl."""
+    import json
+
+    if run_dir is None or not (run_dir / "stats.jsonl").is_file():
+        return []
+    entries = [json.loads(line) for line in (run_dir / "stats.jsonl").open()
+               if '"eval"' in line]
+    return [[entry["kimg"], entry["eval"]] for entry in entries if "eval" in entry]
+
+
 def _training(run_dir: Path | None) -> dict[str, Any]:
     """Training cost from the run's stats.jsonl: kimg, sec/kimg, memory, device."""
     import json
@@ -218,11 +229,12 @@ def build_record(recipe: Recipe, results: list[SeedResult],
     })
     record["protocol"] = protocol
     record["training"] = _mean([r.training for r in ok if r.training], keep_text=True)
+    record["config"] = recipe.config
     record["seeds"] = [
         {"seed": r.seed, "run_dir": str(r.run_dir) if r.run_dir else None,
          "status": r.status, **({"error": r.error} if r.error else {}),
          **r.results, "checkpoints": r.protocol.get("checkpoints", {}),
-         "training": r.training}
+         "training": r.training, "curve": _curve(r.run_dir)}
         for r in results
     ]
     return record

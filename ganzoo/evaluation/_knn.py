@@ -1,8 +1,8 @@
 """Precision, recall, density and coverage from one blockwise k-NN pass.
 
-The four manifold metrics all compare distances between points with the
-distance from a point to its k-th nearest neighbour in its own set (self
-excluded, that is the (k+1)-th smallest distance counting the zero to itself):
+The four manifold metrics compare distances between points with radii: the
+distance from a point to its k-th nearest neighbour in its own set, self
+excluded, that is the (k+1)-th smallest distance counting the zero to itself.
 
 * precision (Kynkäänniemi et al. 2019): the fraction of fake points inside the
   ``k_pr``-ball of at least one real point, membership ``<=``;
@@ -11,36 +11,37 @@ excluded, that is the (k+1)-th smallest distance counting the zero to itself):
 * density (Naeem et al. 2020): ``1 / (k_dc * M)`` times the number of (real,
   fake) pairs with the fake point strictly inside the real point's
   ``k_dc``-ball;
-* coverage: the fraction of real points whose ball strictly contains at least
-  one fake point.
+* coverage: the fraction of real points whose ``k_dc``-ball strictly contains
+  at least one fake point.
 
 These are the definitions of torch-fidelity's ``calculate_precision_recall_*``
-(input1 fake, input2 real) and of ``prdc.compute_prdc``. prdc also reports a
-precision and a recall, with strict ``<`` and its single ``nearest_k``: they
-differ from ours only where a distance equals a radius exactly (duplicated
-points).
+(its input1 is fake, input2 real) and of ``prdc.compute_prdc``. prdc also
+reports a precision and a recall, with strict ``<`` and its one ``nearest_k``;
+they differ from ours only where a distance equals a radius exactly, as with
+duplicated points.
 
-How it is computed. No N x N matrix is ever held: rows are taken in strips of
-``block`` and columns in tiles. Each tile of squared distances comes from one
-float32 matrix product, ``|a|^2 + |b|^2 - 2 a.b``, with the thresholds folded
-into two extra columns so that no extra pass is needed. The product of a set
-with itself is symmetric, so only the strips on and above the diagonal are
-computed; each tile updates the candidate neighbours of its rows and of its
-columns. Real x fake tiles are computed once and serve all four metrics.
+How it is computed. No N x N matrix is held: rows go in strips of ``block``,
+columns in tiles. A tile of squared distances is one float32 matrix product,
+``|a|^2 + |b|^2 - 2 a.b``, with the norms and thresholds folded into two extra
+columns so that it needs no further pass. A set against itself is symmetric, so
+only the strips on and above the diagonal are computed and each tile offers
+candidate neighbours to its rows and to its columns. Each real x fake tile is
+computed once and serves all four metrics.
 
-Exactness. Every float32 value carries a rigorous error bound (the standard
-bound for a dot product, plus the rounding of the inputs and of the additions),
-so a float32 comparison is trusted only when it is decided by more than the
-bound. The rest, the k-NN radii themselves and the rare pairs that lie within
-the bound of a radius, are settled with distances computed directly in float64
-(``torch.cdist`` without the matrix-product shortcut, whose result does not
-depend on the batch shape and is symmetric). So the answers are those of exact
-float64 distances, whatever the block size or the device; duplicated points
-are at distance exactly 0. torch-fidelity and prdc compute their distances in
-float32, so they can disagree with each other and with us on a pair that lies
-within about 1e-7 of a radius; on continuous features that is rare.
-Low-dimensional points (at most ``_DIRECT_MAX_DIM`` features) skip the float32
-product, whose cancellation is too coarse for tight clusters, and use the
+Exactness. Every float32 value has a rigorous error bound (the worst-case bound
+of a float32 dot product, the rounding of the inputs and of the additions), and
+a float32 comparison is trusted only when it clears that bound. Everything
+else, the radii themselves and the few pairs that lie within the bound of a
+radius, is settled with distances computed directly in float64 from the
+features as given (``torch.cdist`` without the matrix-product shortcut; its
+value for a pair does not depend on the batch it is computed in). So the result
+is that of float64 distances whatever the block size or device, and duplicated
+points are exactly 0 apart. torch-fidelity and prdc work with float32
+distances, so they can disagree with each other and with this module on a pair
+within about 1e-7 of a radius, which on continuous features is rare.
+
+Points with at most ``_DIRECT_MAX_DIM`` features skip the float32 product,
+whose cancellation is too coarse for tight low-dimensional clusters, and use
 float64 distances throughout.
 """
 
@@ -58,21 +59,27 @@ from .._errors import GanzooError
 
 log = logging.getLogger(__name__)
 
-# Candidates kept per point beyond the k + 1 nearest, so that the float32 filter
-# rarely leaves a radius undecided.
+# Candidate neighbours kept per point beyond the k + 1 nearest, so that the
+# float32 filter rarely leaves a radius undecided.
 _MARGIN = 4
+
+# Earlier strips whose candidates are held per point before they are merged.
+_SLOTS = 16
 
 # At or below this many features, distances are computed directly in float64.
 _DIRECT_MAX_DIM = 16
 
-# Relative error bound of a direct float64 distance, squared, with ample room.
+# Relative error bound of a squared float64 distance, with ample room.
 _DIRECT_ERROR = 1e-12
 
-# Added to every error bound for values that underflow float32.
+# Float32 unit roundoff, the factor applied to every derived bound, and an
+# absolute term for values that underflow.
+_UNIT = 2.0**-24
+_SAFETY = 1.25
 _ABSOLUTE_SLACK = 2.0**-100
 
-# Float64 entries gathered at once for exact distances (32 MiB).
-_EXACT_ENTRIES = 1 << 22
+# Float64 entries gathered at once for exact distances (128 MiB).
+_EXACT_ENTRIES = 1 << 24
 
 _DEFAULT_BLOCK = {"cpu": 1024, "cuda": 4096}
 _TILE_ENTRIES = {"cpu": 1 << 24, "cuda": 1 << 26}
@@ -98,10 +105,10 @@ def knn_radii(
         device: where to compute; ``None`` means CUDA when available.
 
     Returns:
-        ``{k: radii}`` with float64 CPU tensors of length ``N``. "Self
-        excluded" is meant as torch-fidelity and prdc mean it: the (k+1)-th
-        smallest distance counting the point itself, so ``k`` or more copies of
-        a point give it radius 0. Pass the dictionary as ``real_radii`` to
+        ``{k: radii}``, float64 CPU tensors of length ``N``. "Self excluded"
+        is meant as torch-fidelity and prdc mean it: the (k+1)-th smallest
+        distance counting the point itself, so a point with ``k`` copies has
+        radius 0. Pass the dictionary as ``real_radii`` to
         :func:`precision_recall_density_coverage` to reuse it.
     """
     ks = sorted({_check_k(k, "ks") for k in ks})
@@ -115,7 +122,7 @@ def knn_radii(
         center, scale = _frame([features])
         points = _Points.build(features, center, scale, device)
         radii = _radii(points, ks, block, _tile_columns(block, device))
-    return {k: (r / scale).cpu() for k, r in radii.items()}
+    return {k: r.cpu() for k, r in radii.items()}
 
 
 def precision_recall_density_coverage(
@@ -136,19 +143,20 @@ def precision_recall_density_coverage(
         k_pr: neighbours for the precision/recall balls (membership ``<=``).
         k_dc: neighbours for the density/coverage balls (membership ``<``).
         block: rows per strip of the blockwise pass; ``None`` picks one for the
-            device. It does not change the result.
+            device (1024 on CPU, 4096 on CUDA). It does not change the result.
         device: where to compute; ``None`` means CUDA when available.
-        real_radii: radii of ``real`` from :func:`knn_radii` with both ``k_pr``
+        real_radii: radii of ``real`` from :func:`knn_radii` for both ``k_pr``
             and ``k_dc``, to skip computing them again. They must come from
-            these same real features; that is not checked.
+            these same real features, which is not checked.
 
     Returns:
         ``{"precision", "recall", "density", "coverage"}`` as floats. Density
         can exceed 1; the others are fractions.
 
     Raises:
-        GanzooError: for inputs that are not 2-D, differ in feature dimension,
-            hold NaN or infinite values, or have no more points than ``k``.
+        GanzooError: for inputs that are not 2-D tensors, differ in feature
+            dimension, hold NaN or infinite values, or have no more points
+            than ``k``.
     """
     k_pr = _check_k(k_pr, "k_pr")
     k_dc = _check_k(k_dc, "k_dc")
@@ -166,17 +174,20 @@ def precision_recall_density_coverage(
     columns = _tile_columns(block, device)
 
     with _full_float32_matmul(), torch.no_grad():
-        # One frame for both sets, so that real x fake products are comparable.
+        # One frame for both sets, so that their products can be compared.
         center, scale = _frame([real, fake])
-        real_points = _Points.build(real, center, scale, device)
-        fake_points = _Points.build(fake, center, scale, device)
 
-        # Radii: k_pr and k_dc for the real set, k_pr for the fake set.
+        # Radii: k_pr and k_dc for the real set, k_pr for the fake set. Each
+        # set keeps only the side of the product that the cross pass needs.
+        real_points = _Points.build(real, center, scale, device)
         if real_radii is None:
             radii = _radii(real_points, [k_pr, k_dc], block, columns)
         else:
-            radii = {k: (r.to(device) * scale) for k, r in real_radii.items()}
+            radii = {k: r.to(device) for k, r in real_radii.items()}
+        real_points.right = None
+        fake_points = _Points.build(fake, center, scale, device)
         fake_radius = _radii(fake_points, [k_pr], block, columns)[k_pr]
+        fake_points.left = None
 
         counts = _cross(
             real_points,
@@ -285,7 +296,7 @@ def _tile_columns(block: int, device: torch.device) -> int:
 
 @contextlib.contextmanager
 def _full_float32_matmul() -> Iterator[None]:
-    # The error bounds assume IEEE float32 products, not TF32 or bfloat16 ones.
+    # The error bounds hold for IEEE float32 products, not TF32 or bfloat16 ones.
     previous = torch.get_float32_matmul_precision()
     if previous != "highest":
         torch.set_float32_matmul_precision("highest")
@@ -302,58 +313,74 @@ def _full_float32_matmul() -> Iterator[None]:
 def _frame(sets: list[torch.Tensor]) -> tuple[torch.Tensor, float]:
     """A common centre and power-of-two scale for the float32 products.
 
-    Distances do not depend on the centre, and scaling by a power of two is
-    exact, so neither changes a result; centring shrinks the norms that the
+    Distances do not depend on the centre and scaling by a power of two is
+    exact, so neither changes a result: centring shrinks the norms that the
     error bound grows with, and scaling keeps the squares within float32 range.
     """
     total = sum(x.sum(dim=0, dtype=torch.float64).cpu() for x in sets)
     center = total / sum(x.shape[0] for x in sets)
-    spread = max(
-        float((chunk.double() - center.to(x.device)).abs().max())
-        for x in sets
-        for chunk in x.split(_rows_per_chunk(x.shape[1]))
-    )
+    spread = 0.0
+    for x in sets:
+        high = x.amax(dim=0).double().cpu() - center
+        low = center - x.amin(dim=0).double().cpu()
+        spread = max(spread, float(high.max()), float(low.max()))
     if spread == 0.0:
         return center, 1.0
     return center, math.ldexp(1.0, -math.frexp(spread)[1])
-
-
-def _rows_per_chunk(d: int, per_row: int = 1) -> int:
-    return max(1, _EXACT_ENTRIES // (d * per_row))
 
 
 @dataclass
 class _Points:
     """One feature set, ready for blockwise products and exact distances.
 
-    ``data`` is float32 ``N x (D + 2)``: the centred, scaled points and two
-    columns that each product fills in; in direct mode it is the float64 points.
-    ``norms`` are the float64 squared norms of exactly those values.
+    For the float32 products a tile is ``left[rows] @ right[cols].T`` with
+    ``left = [-2x, row term, 1]`` and ``right = [x, 1, column term]``, ``x``
+    the centred, scaled points; the terms are the squared norms plus shifts.
+    In direct mode ``points`` holds them in float64 instead. ``norms`` are the
+    float64 squared norms of exactly the values the tiles use.
     """
 
     raw: torch.Tensor
-    data: torch.Tensor
-    norms: torch.Tensor
     scale: float
-    direct: bool
+    norms: torch.Tensor
+    left: torch.Tensor | None = None
+    right: torch.Tensor | None = None
+    points: torch.Tensor | None = None
+    row_shift: torch.Tensor | None = None
+    col_shift: torch.Tensor | None = None
 
     @classmethod
     def build(
         cls, raw: torch.Tensor, center: torch.Tensor, scale: float, device: torch.device
     ) -> _Points:
         n, d = raw.shape
-        direct = d <= _DIRECT_MAX_DIM
-        dtype = torch.float64 if direct else torch.float32
-        data = torch.empty(n, d if direct else d + 2, dtype=dtype, device=device)
+        if d <= _DIRECT_MAX_DIM:
+            points = raw.to(device=device, dtype=torch.float64) - center.to(device)
+            points *= scale
+            return cls(raw, scale, points.square().sum(dim=1), points=points)
+
+        # Centre in float32 unless the features carry more precision than that.
+        right = torch.empty(n, d + 2, dtype=torch.float32, device=device)
+        x = right[:, :d]
+        if raw.dtype == torch.float64:
+            step = max(1, _EXACT_ENTRIES // d)
+            for start in range(0, n, step):
+                chunk = raw[start : start + step].to(device)
+                x[start : start + step] = (chunk - center.to(device)) * scale
+        else:
+            x.copy_(raw)
+            x.sub_(center.to(device=device, dtype=torch.float32)).mul_(scale)
         norms = torch.empty(n, dtype=torch.float64, device=device)
-        center = center.to(device)
-        step = _rows_per_chunk(d)
+        step = max(1, _EXACT_ENTRIES // d)
         for start in range(0, n, step):
-            chunk = raw[start : start + step].to(device=device, dtype=torch.float64)
-            chunk = ((chunk - center) * scale).to(dtype)
-            data[start : start + step, :d] = chunk
-            norms[start : start + step] = chunk.double().square().sum(dim=1)
-        return cls(raw, data, norms, scale, direct)
+            norms[start : start + step] = (
+                x[start : start + step].double().square().sum(1)
+            )
+        left = torch.empty_like(right)
+        torch.mul(x, -2.0, out=left[:, :d])
+        left[:, d + 1] = 1.0
+        right[:, d] = 1.0
+        return cls(raw, scale, norms, left=left, right=right)
 
     @property
     def n(self) -> int:
@@ -364,52 +391,88 @@ class _Points:
         return self.raw.shape[1]
 
     @property
-    def device(self) -> torch.device:
-        return self.data.device
+    def direct(self) -> bool:
+        return self.points is not None
 
     @property
-    def error(self) -> float:
-        """Bound on |computed - exact| of a tile entry, relative to the sum of
-        |a|^2, |b|^2 and the absolute shifts."""
-        if self.direct:
-            return _DIRECT_ERROR
-        # A float32 dot product of K = D + 2 terms errs by at most K u times the
-        # sum of the absolute terms; doubled for the input rounding and the
-        # additions, and doubled again for room.
-        return 4.0 * (self.d + 8) * 2.0**-24
+    def device(self) -> torch.device:
+        return self.norms.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return torch.float64 if self.direct else torch.float32
+
+    def set_shifts(
+        self, row: torch.Tensor | None = None, col: torch.Tensor | None = None
+    ) -> None:
+        """Make tiles equal ``|a_i - b_j|^2 + row_i + col_j``."""
+        if row is not None:
+            self.row_shift = row
+            if not self.direct:
+                self.left[:, self.d] = (self.norms + row).float()
+        if col is not None:
+            self.col_shift = col
+            if not self.direct:
+                self.right[:, self.d + 1] = (self.norms + col).float()
 
     def exact(self, rows: torch.Tensor) -> torch.Tensor:
-        """Float64 copies of some points, scaled but not centred."""
+        """Float64 copies of some points, as given (not centred or scaled)."""
         values = self.raw[rows.to(self.raw.device)]
-        values = values.to(device=self.device, dtype=torch.float64)
-        return values.mul_(self.scale) if self.scale != 1.0 else values
+        return values.to(device=self.device, dtype=torch.float64)
 
 
 def _tile(
-    a: _Points,
-    rows: slice,
-    row_shift: torch.Tensor,
-    b: _Points,
-    cols: slice,
-    col_shift: torch.Tensor,
+    a: _Points, rows: slice, b: _Points, cols: slice, buffer: torch.Tensor
 ) -> torch.Tensor:
-    """Squared distances ``|a_i - b_j|^2 + row_shift_i + col_shift_j`` of one tile."""
+    """One tile of shifted squared distances, written into ``buffer`` when it can."""
     if a.direct:
         tile = torch.cdist(
-            a.data[rows], b.data[cols], compute_mode="donot_use_mm_for_euclid_dist"
+            a.points[rows], b.points[cols], compute_mode="donot_use_mm_for_euclid_dist"
         ).square_()
-        return tile.add_(row_shift[:, None]).add_(col_shift[None, :])
+        return tile.add_(a.row_shift[rows, None]).add_(b.col_shift[None, cols])
+    left, right = a.left[rows], b.right[cols]
+    out = buffer[: left.shape[0] * right.shape[0]].view(left.shape[0], right.shape[0])
+    return torch.mm(left, right.T, out=out)
 
-    # [-2a, |a|^2 + row_shift, 1] . [b, 1, |b|^2 + col_shift]; scaling by -2 is exact.
-    d = a.d
-    left = a.data[rows].clone()
-    left[:, :d] *= -2.0
-    left[:, d] = (a.norms[rows] + row_shift).float()
-    left[:, d + 1] = 1.0
-    right = b.data[cols]
-    right[:, d] = 1.0
-    right[:, d + 1] = (b.norms[cols] + col_shift).float()
-    return left @ right.T
+
+def _product_gamma(d: int) -> float:
+    """Worst-case relative error of a float32 dot product of D + 2 terms."""
+    k = d + 2
+    return k * _UNIT / (1 - k * _UNIT)
+
+
+def _lower_bound_factor(points: _Points) -> float:
+    """``c`` such that a tile shifted by ``-c (|a|^2 + |b|^2)`` is below the truth.
+
+    The product errs by at most gamma (2 |a||b| + |a|^2 + |b|^2), the extra
+    columns by their rounding, and the float32 points differ from the given
+    ones by a rounding that moves a squared distance by at most 4u (|a|^2 + |b|^2).
+    """
+    if points.direct:
+        return _DIRECT_ERROR
+    return _SAFETY * (2 * _product_gamma(points.d) + 6 * _UNIT) + 1e-9
+
+
+def _band(
+    a: _Points,
+    rows: slice,
+    row_term: torch.Tensor,
+    b: _Points,
+    cols: slice,
+    col_term: torch.Tensor,
+) -> float:
+    """Error bound of the entries of one tile, ``row_term``/``col_term`` its extras."""
+    na, nb = float(a.norms[rows].max()), float(b.norms[cols].max())
+    rt, ct = float(row_term[rows].abs().max()), float(col_term[cols].abs().max())
+    if a.direct:
+        return _DIRECT_ERROR * (na + nb + rt + ct) + _ABSOLUTE_SLACK
+    product = _product_gamma(a.d) * (2 * math.sqrt(na * nb) + rt + ct)
+    rounding = _UNIT * (rt + ct) + 4 * _UNIT * (na + nb)
+    # The last term covers the difference between float64 distances and the truth.
+    return _SAFETY * (product + rounding) + 1e-9 * (na + nb + rt + ct) + _ABSOLUTE_SLACK
+
+
+# Exact distances.
 
 
 def _exact_distances(
@@ -418,7 +481,7 @@ def _exact_distances(
     """Float64 distances from ``a[rows[p]]`` to each of ``b[cols[p, :]]``."""
     p, width = cols.shape
     out = torch.empty(p, width, dtype=torch.float64, device=a.device)
-    step = _rows_per_chunk(a.d, width + 1)
+    step = max(1, _EXACT_ENTRIES // ((width + 1) * a.d))
     for start in range(0, p, step):
         stop = min(p, start + step)
         x = a.exact(rows[start:stop]).unsqueeze(1)
@@ -431,9 +494,9 @@ def _exact_distances(
 
 def _nearest_exact(points: _Points, rows: torch.Tensor, count: int) -> torch.Tensor:
     """The ``count`` smallest exact distances from each row to the whole set."""
+    columns = max(1, _EXACT_ENTRIES // (2 * points.d))
+    step = max(1, _EXACT_ENTRIES // (points.d + columns))
     out = []
-    step = max(1, _EXACT_ENTRIES // max(points.d, points.n))
-    columns = _rows_per_chunk(points.d)
     for start in range(0, rows.numel(), step):
         x = points.exact(rows[start : start + step])
         best = torch.empty(x.shape[0], 0, dtype=torch.float64, device=points.device)
@@ -453,112 +516,98 @@ def _nearest_exact(points: _Points, rows: torch.Tensor, count: int) -> torch.Ten
 def _radii(
     points: _Points, ks: list[int], block: int, columns: int
 ) -> dict[int, torch.Tensor]:
-    """Exact k-NN radii (self excluded) in the scaled frame, on the device."""
-    kmax = max(ks)
-    width = min(points.n, kmax + 1 + _MARGIN)
+    """Exact k-NN radii (self excluded) in the units of the features, on the device."""
+    n, kmax = points.n, max(ks)
+    width = min(n, kmax + 1 + _MARGIN)
     bound, index = _candidates(points, width, block, columns)
+    rows = torch.arange(n, device=points.device)
 
-    # Exact distances to the candidates settle the radii.
-    rows = torch.arange(points.n, device=points.device)
-    exact = _exact_distances(points, rows, points, index).sort(dim=1).values
+    # Exact distances to the few best candidates settle the radius of a row when
+    # every other point's lower bound lies beyond it; otherwise try all of its
+    # candidates, and as a last resort the whole row.
+    first = min(width, kmax + 2)
+    radii = _exact_distances(points, rows, points, index[:, :first])
+    radii = radii.sort(dim=1).values[:, : kmax + 1]
+    unsettled = _unsettled(radii, bound, first, n, points.scale)
+    if unsettled.numel() and first < width:
+        redo = _exact_distances(points, unsettled, points, index[unsettled])
+        radii[unsettled] = redo.sort(dim=1).values[:, : kmax + 1]
+        unsettled = unsettled[
+            _unsettled(radii[unsettled], bound[unsettled], width, n, points.scale)
+        ]
+    if unsettled.numel():
+        log.debug("k-NN radii: %d of %d rows computed in full", unsettled.numel(), n)
+        radii[unsettled] = _nearest_exact(points, unsettled, kmax + 1)
+    return {k: radii[:, k].clone() for k in ks}
 
-    # Any point left out has a squared distance of at least its lower bound, so
-    # the candidates decide the radius unless that bound is below it.
-    if width < points.n:
-        radius = exact[:, kmax]
-        settled = (bound[:, -1].double() >= radius.square() * (1 + 1e-9)) | (
-            radius == 0
-        )
-        unsettled = (~settled).nonzero().flatten()
-        if unsettled.numel():
-            log.debug(
-                "k-NN radii: %d of %d rows recomputed", unsettled.numel(), points.n
-            )
-            exact[unsettled, : kmax + 1] = _nearest_exact(points, unsettled, kmax + 1)
-    return {k: exact[:, k].clone() for k in ks}
+
+def _unsettled(
+    radii: torch.Tensor, bound: torch.Tensor, known: int, n: int, scale: float
+) -> torch.Tensor:
+    """Rows whose radius a point without an exact distance could still undercut.
+
+    ``known`` candidates per row have exact distances; the others, and all
+    points that are not candidates, lie at least ``bound[:, known]`` away
+    (squared, scaled), or ``bound[:, -1]`` once every candidate is known.
+    """
+    if known >= n:
+        return torch.empty(0, dtype=torch.long, device=radii.device)
+    known = min(known, bound.shape[1] - 1)
+    radius = radii[:, -1]
+    beyond = bound[:, known].double() >= (radius * scale).square() * (1 + 1e-9)
+    return (~(beyond | (radius == 0))).nonzero().flatten()
 
 
 def _candidates(
     points: _Points, width: int, block: int, columns: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ``width`` smallest lower bounds of squared distance per row, with indices.
+    """Per row, the ``width`` smallest lower bounds of squared distance, and columns.
 
-    Only tiles on and above the diagonal are computed; a tile offers its entries
-    to its rows and, off the diagonal block, to its columns. Once a row holds
-    ``width`` candidates, only entries below its current worst are looked at.
+    Tiles on and above the diagonal only: a tile offers its rows their best
+    entries, and offers the columns right of its diagonal block theirs, which
+    are held per point, one slot per strip, until that point's own strip.
     """
-    n = points.n
-    dtype = points.data.dtype
-    best = torch.full((n, width), math.inf, dtype=dtype, device=points.device)
-    index = torch.zeros((n, width), dtype=torch.long, device=points.device)
-    shift = -points.error * points.norms  # turns estimates into lower bounds
+    n, dtype, device = points.n, points.dtype, points.device
+    shift = -_lower_bound_factor(points) * points.norms
+    points.set_shifts(row=shift, col=shift)
+    best = torch.empty(n, width, dtype=dtype, device=device)
+    index = torch.empty(n, width, dtype=torch.long, device=device)
+    slots = min(_SLOTS, -(-n // block))
+    held = torch.full((n, slots, width), math.inf, dtype=dtype, device=device)
+    held_index = torch.zeros((n, slots, width), dtype=torch.long, device=device)
+    used = 0
+    buffer = torch.empty(block * columns, dtype=dtype, device=device)
 
     for r0 in range(0, n, block):
         r1 = min(n, r0 + block)
+        values = held[r0:r1, :used].reshape(r1 - r0, -1)
+        found = held_index[r0:r1, :used].reshape(r1 - r0, -1)
         for c0 in range(r0, n, columns):
             c1 = min(n, c0 + columns)
-            tile = _tile(
-                points, slice(r0, r1), shift[r0:r1], points, slice(c0, c1), shift[c0:c1]
-            )
+            tile = _tile(points, slice(r0, r1), points, slice(c0, c1), buffer)
+            v, j = tile.topk(min(width, c1 - c0), dim=1, largest=False)
+            values, found = torch.cat([values, v], 1), torch.cat([found, j + c0], 1)
             inner = min(r1, c1) - c0  # columns inside the diagonal block
-            worst_row = best[r0:r1, -1].clone()
-            worst_col = best[c0:c1, -1].clone()
-            worst_col[:inner] = -math.inf
+            if inner < c1 - c0:
+                kept = min(width, r1 - r0)
+                v, i = tile[:, inner:].topk(kept, dim=0, largest=False)
+                held[c0 + inner : c1, used, :kept] = v.T
+                held_index[c0 + inner : c1, used, :kept] = (i + r0).T
+        v, j = values.topk(width, dim=1, largest=False)
+        best[r0:r1], index[r0:r1] = v, found.gather(1, j)
+        if r1 == n:
+            break
 
-            if torch.isinf(worst_row).any() or torch.isinf(worst_col[inner:]).any():
-                # Early tiles: not every point has seen enough neighbours yet.
-                kept = min(width, c1 - c0)
-                values, j = tile.topk(kept, dim=1, largest=False)
-                i = torch.arange(r0, r1, device=points.device).repeat_interleave(kept)
-                _merge(best, index, i, c0 + j.flatten(), values.flatten())
-                if inner < c1 - c0:
-                    kept = min(width, r1 - r0)
-                    values, i = tile[:, inner:].topk(kept, dim=0, largest=False)
-                    j = torch.arange(c0 + inner, c1, device=points.device).repeat(kept)
-                    _merge(best, index, j, r0 + i.flatten(), values.flatten())
-                continue
-
-            wanted = (tile < worst_row[:, None]) | (tile < worst_col[None, :])
-            i, j = wanted.nonzero(as_tuple=True)
-            values = tile[i, j]
-            for_row = values < worst_row[i]
-            for_col = values < worst_col[j]
-            _merge(best, index, r0 + i[for_row], c0 + j[for_row], values[for_row])
-            _merge(best, index, c0 + j[for_col], r0 + i[for_col], values[for_col])
+        # Fold the held candidates of the points still to come into one slot.
+        used += 1
+        if used == slots:
+            flat = held[r1:].reshape(n - r1, -1)
+            v, j = flat.topk(width, dim=1, largest=False)
+            j = held_index[r1:].reshape(n - r1, -1).gather(1, j)
+            held[r1:] = math.inf
+            held[r1:, 0], held_index[r1:, 0] = v, j
+            used = 1
     return best, index
-
-
-def _merge(
-    best: torch.Tensor,
-    index: torch.Tensor,
-    rows: torch.Tensor,
-    cols: torch.Tensor,
-    values: torch.Tensor,
-) -> None:
-    """Fold new (row, col, value) candidates into each row's ``width`` smallest."""
-    if rows.numel() == 0:
-        return
-    width = best.shape[1]
-    touched, slot = torch.unique(rows, return_inverse=True)
-    group = torch.cat(
-        [
-            torch.arange(touched.numel(), device=rows.device).repeat_interleave(width),
-            slot,
-        ]
-    )
-    all_values = torch.cat([best[touched].flatten(), values])
-    all_cols = torch.cat([index[touched].flatten(), cols])
-
-    # Sort by value, then (stably) by row, and keep the first `width` of each row;
-    # every row brings its `width` current entries, so each keeps exactly that many.
-    order = torch.argsort(all_values, stable=True)
-    order = order[torch.argsort(group[order], stable=True)]
-    group = group[order]
-    counts = torch.bincount(group, minlength=touched.numel())
-    start = torch.cumsum(counts, 0) - counts
-    keep = torch.arange(group.numel(), device=rows.device) - start[group] < width
-    best[touched] = all_values[order][keep].view(-1, width)
-    index[touched] = all_cols[order][keep].view(-1, width)
 
 
 # The cross pass: all four metrics from each real x fake tile.
@@ -581,8 +630,20 @@ def _cross(
     block: int,
     columns: int,
 ) -> _Counts:
-    device = real.device
-    t_pr, t_dc, t_fake = radius_pr.square(), radius_dc.square(), fake_radius.square()
+    device, dtype = real.device, real.dtype
+    t_pr = (radius_pr * real.scale).square()
+    t_dc = (radius_dc * real.scale).square()
+    t_fake = (fake_radius * fake.scale).square()
+
+    # Tiles come out as S - t_pr_i - t_fake_j (S the squared distances) for
+    # precision and recall; a rank-2 update turns them into S - t_dc_i.
+    real.set_shifts(row=-t_pr)
+    fake.set_shifts(col=-t_fake)
+    row_term, col_term = real.norms - t_pr, fake.norms - t_fake
+    to_dc_left = torch.stack([t_pr - t_dc, torch.ones_like(t_pr)], 1).to(dtype)
+    to_dc_right = torch.stack([torch.ones_like(t_fake), t_fake]).to(dtype)
+    to_dc_size = float((t_pr - t_dc).abs().max() + t_fake.max())
+
     precision = torch.zeros(fake.n, dtype=torch.bool, device=device)
     recall = torch.zeros(real.n, dtype=torch.bool, device=device)
     coverage = torch.zeros(real.n, dtype=torch.bool, device=device)
@@ -592,28 +653,16 @@ def _cross(
         "recall": [],
         "density": [],
     }
+    buffer = torch.empty(block * columns, dtype=dtype, device=device)
 
     for r0 in range(0, real.n, block):
-        r1 = min(real.n, r0 + block)
-        rows = slice(r0, r1)
+        rows = slice(r0, min(real.n, r0 + block))
         for c0 in range(0, fake.n, columns):
-            c1 = min(fake.n, c0 + columns)
-            cols = slice(c0, c1)
-            # tile = S - t_pr_i - t_fake_j, with S the squared real x fake distances.
-            tile = _tile(real, rows, -t_pr[rows], fake, cols, -t_fake[cols])
-            band = (
-                real.error
-                * float(
-                    real.norms[rows].max()
-                    + fake.norms[cols].max()
-                    + t_pr[rows].max()
-                    + t_dc[rows].max()
-                    + t_fake[cols].max()
-                )
-                + _ABSOLUTE_SLACK
-            )
+            cols = slice(c0, min(fake.n, c0 + columns))
+            tile = _tile(real, rows, fake, cols, buffer)
+            band = _band(real, rows, row_term, fake, cols, col_term)
 
-            # Recall: min over j of S - t_fake_j, per real row.
+            # Recall: real i is inside some fake ball if min_j S - t_fake_j < 0.
             gap = tile.amin(dim=1).double() + t_pr[rows]
             recall[rows] |= gap < -band
             if (u := _within(gap, band)).numel():
@@ -621,7 +670,7 @@ def _cross(
                 i, j = near.nonzero(as_tuple=True)
                 unsure["recall"].append((r0 + u[i], c0 + j))
 
-            # Precision: min over i of S - t_pr_i, per fake column.
+            # Precision: fake j is inside some real ball if min_i S - t_pr_i <= 0.
             gap = tile.amin(dim=0).double() + t_fake[cols]
             precision[cols] |= gap < -band
             if (u := _within(gap, band)).numel():
@@ -629,9 +678,9 @@ def _cross(
                 i, j = near.nonzero(as_tuple=True)
                 unsure["precision"].append((r0 + i, c0 + u[j]))
 
-            # Density and coverage: turn the tile into S - t_dc_i.
-            tile += (t_pr[rows] - t_dc[rows]).to(tile.dtype)[:, None]
-            tile += t_fake[cols].to(tile.dtype)[None, :]
+            # Density and coverage, on S - t_dc_i.
+            tile.addmm_(to_dc_left[rows], to_dc_right[:, cols])
+            band = band * (1 + 4 * _UNIT) + 4 * _UNIT * to_dc_size
             coverage[rows] |= tile.amin(dim=1).double() < -band
             inside = int(torch.count_nonzero(tile < -band))
             density += inside
@@ -645,7 +694,7 @@ def _cross(
             continue
         i = torch.cat([p[0] for p in pairs])
         j = torch.cat([p[1] for p in pairs])
-        log.debug("prdc: %d %s pairs checked exactly", i.numel(), name)
+        log.debug("prdc: %d pairs checked exactly for %s", i.numel(), name)
         distance = _exact_distances(real, i, fake, j[:, None]).flatten()
         if name == "recall":
             recall[i[distance <= fake_radius[j]]] = True

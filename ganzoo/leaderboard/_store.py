@@ -67,3 +67,36 @@ def read_records(results_dir: Path = DEFAULT_RESULTS) -> list[dict[str, Any]]:
             record["_path"] = str(path)
             records.append(record)
     return records
+
+
+def find_records(items: list[str], results_dir: Path = DEFAULT_RESULTS) -> list[dict]:
+    """The latest record for each item: a record file, a run directory or a recipe."""
+    from .._errors import GanzooError
+
+    records = read_records(results_dir) if results_dir.is_dir() else []
+    found = []
+    for item in items:
+        path = Path(item)
+        if path.suffix == ".json" and path.is_file():
+            found.append(json.loads(path.read_text()))
+            continue
+        if path.is_dir():
+            target = path.resolve()
+            matches = [r for r in records if any(
+                s.get("run_dir") and Path(s["run_dir"]).resolve() == target
+                for s in r.get("seeds", []))]
+            what = f"run directory {item}"
+        elif path.suffix in (".yaml", ".yml") and path.is_file():
+            from ..recipes import load_recipe
+
+            digest = load_recipe(path).hash
+            matches = [r for r in records if r.get("recipe_hash") == digest]
+            what = f"recipe {item} (hash {digest})"
+        else:
+            raise GanzooError(f"{item}: expected a record (.json), a run directory or a "
+                              "recipe (.yaml)")
+        if not matches:
+            raise GanzooError(f"no evaluation record for {what} in {results_dir}; run "
+                              "`ganzoo eval` first")
+        found.append(max(matches, key=lambda r: (r.get("created") or "", r["_path"])))
+    return found
