@@ -231,7 +231,9 @@ def _leaderboard(args: argparse.Namespace) -> int:
         render_html(standings, out)
         log.info("wrote %s", out)
         return 0
-    text = render_markdown(standings) if args.format == "md" else render_json(standings)
+    base = args.out.parent if args.out is not None else Path.cwd()
+    text = (render_markdown(standings, base) if args.format == "md"
+            else render_json(standings))
     if args.out is None:
         print(text, end="")
     else:

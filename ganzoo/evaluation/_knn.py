@@ -174,21 +174,21 @@ def precision_recall_density_coverage(
     columns = _tile_columns(block, device)
 
     with _full_float32_matmul(), torch.no_grad():
-        # One frame for both sets, so that their products can be compared.
-        center, scale = _frame([real, fake])
-
-        # Radii: k_pr and k_dc for the real set, k_pr for the fake set. Each
-        # set keeps only the side of the product that the cross pass needs.
-        real_points = _Points.build(real, center, scale, device)
+        # Radii: k_pr and k_dc for the real set, k_pr for the fake set, each in
+        # a frame of its own so that the sets' norms stay small.
         if real_radii is None:
-            radii = _radii(real_points, [k_pr, k_dc], block, columns)
+            points = _Points.build(real, *_frame([real]), device)
+            radii = _radii(points, [k_pr, k_dc], block, columns)
         else:
             radii = {k: r.to(device) for k, r in real_radii.items()}
-        real_points.right = None
-        fake_points = _Points.build(fake, center, scale, device)
-        fake_radius = _radii(fake_points, [k_pr], block, columns)[k_pr]
-        fake_points.left = None
+        points = _Points.build(fake, *_frame([fake]), device)
+        fake_radius = _radii(points, [k_pr], block, columns)[k_pr]
+        del points
 
+        # Real x fake tiles need one frame for both sets.
+        center, scale = _frame([real, fake])
+        real_points = _Points.build(real, center, scale, device, right=False)
+        fake_points = _Points.build(fake, center, scale, device, left=False)
         counts = _cross(
             real_points,
             fake_points,
@@ -317,7 +317,8 @@ def _frame(sets: list[torch.Tensor]) -> tuple[torch.Tensor, float]:
     exact, so neither changes a result: centring shrinks the norms that the
     error bound grows with, and scaling keeps the squares within float32 range.
     """
-    total = sum(x.sum(dim=0, dtype=torch.float64).cpu() for x in sets)
+    # Any centre will do, so a mean in the features' own precision is enough.
+    total = sum(x.sum(dim=0).double().cpu() for x in sets)
     center = total / sum(x.shape[0] for x in sets)
     spread = 0.0
     for x in sets:
@@ -351,8 +352,16 @@ class _Points:
 
     @classmethod
     def build(
-        cls, raw: torch.Tensor, center: torch.Tensor, scale: float, device: torch.device
+        cls,
+        raw: torch.Tensor,
+        center: torch.Tensor,
+        scale: float,
+        device: torch.device,
+        *,
+        left: bool = True,
+        right: bool = True,
     ) -> _Points:
+        """Prepare ``raw`` in the frame (``center``, ``scale``) for either side."""
         n, d = raw.shape
         if d <= _DIRECT_MAX_DIM:
             points = raw.to(device=device, dtype=torch.float64) - center.to(device)
@@ -360,27 +369,32 @@ class _Points:
             return cls(raw, scale, points.square().sum(dim=1), points=points)
 
         # Centre in float32 unless the features carry more precision than that.
-        right = torch.empty(n, d + 2, dtype=torch.float32, device=device)
-        x = right[:, :d]
+        both = torch.empty(n, d + 2, dtype=torch.float32, device=device)
+        x = both[:, :d]
         if raw.dtype == torch.float64:
             step = max(1, _EXACT_ENTRIES // d)
             for start in range(0, n, step):
                 chunk = raw[start : start + step].to(device)
                 x[start : start + step] = (chunk - center.to(device)) * scale
         else:
-            x.copy_(raw)
-            x.sub_(center.to(device=device, dtype=torch.float32)).mul_(scale)
+            # (raw - c) s rounds exactly like raw s - c s, s a power of two.
+            shift = (center * -scale).to(device=device, dtype=torch.float32)
+            torch.add(shift, raw.to(device), alpha=scale, out=x)
         norms = torch.empty(n, dtype=torch.float64, device=device)
         step = max(1, _EXACT_ENTRIES // d)
         for start in range(0, n, step):
             norms[start : start + step] = (
                 x[start : start + step].double().square().sum(1)
             )
-        left = torch.empty_like(right)
-        torch.mul(x, -2.0, out=left[:, :d])
-        left[:, d + 1] = 1.0
-        right[:, d] = 1.0
-        return cls(raw, scale, norms, left=left, right=right)
+        points = cls(raw, scale, norms)
+        if right:
+            points.right = both
+            both[:, d] = 1.0
+        if left:
+            points.left = torch.empty_like(both) if right else both
+            torch.mul(x, -2.0, out=points.left[:, :d])
+            points.left[:, d + 1] = 1.0
+        return points
 
     @property
     def n(self) -> int:
@@ -516,46 +530,51 @@ def _nearest_exact(points: _Points, rows: torch.Tensor, count: int) -> torch.Ten
 def _radii(
     points: _Points, ks: list[int], block: int, columns: int
 ) -> dict[int, torch.Tensor]:
-    """Exact k-NN radii (self excluded) in the units of the features, on the device."""
-    n, kmax = points.n, max(ks)
-    width = min(n, kmax + 1 + _MARGIN)
-    bound, index = _candidates(points, width, block, columns)
-    rows = torch.arange(n, device=points.device)
+    """Exact k-NN radii (self excluded) in the units of the features, on the device.
 
-    # Exact distances to the few best candidates settle the radius of a row when
-    # every other point's lower bound lies beyond it; otherwise try all of its
-    # candidates, and as a last resort the whole row.
-    first = min(width, kmax + 2)
-    radii = _exact_distances(points, rows, points, index[:, :first])
-    radii = radii.sort(dim=1).values[:, : kmax + 1]
-    unsettled = _unsettled(radii, bound, first, n, points.scale)
-    if unsettled.numel() and first < width:
-        redo = _exact_distances(points, unsettled, points, index[unsettled])
-        radii[unsettled] = redo.sort(dim=1).values[:, : kmax + 1]
-        unsettled = unsettled[
-            _unsettled(radii[unsettled], bound[unsettled], width, n, points.scale)
-        ]
-    if unsettled.numel():
-        log.debug("k-NN radii: %d of %d rows computed in full", unsettled.numel(), n)
-        radii[unsettled] = _nearest_exact(points, unsettled, kmax + 1)
-    return {k: radii[:, k].clone() for k in ks}
-
-
-def _unsettled(
-    radii: torch.Tensor, bound: torch.Tensor, known: int, n: int, scale: float
-) -> torch.Tensor:
-    """Rows whose radius a point without an exact distance could still undercut.
-
-    ``known`` candidates per row have exact distances; the others, and all
-    points that are not candidates, lie at least ``bound[:, known]`` away
-    (squared, scaled), or ``bound[:, -1]`` once every candidate is known.
+    Each candidate's squared distance lies in [lower, upper], so the (k+1)-th
+    smallest lies between the (k+1)-th smallest lower and upper bounds. Exact
+    distances are needed only for the candidates whose interval meets that
+    range; those wholly below it are counted. A row is settled when every
+    point that is not a candidate lies beyond the range, or the radius is 0.
     """
-    if known >= n:
-        return torch.empty(0, dtype=torch.long, device=radii.device)
-    known = min(known, bound.shape[1] - 1)
-    radius = radii[:, -1]
-    beyond = bound[:, known].double() >= (radius * scale).square() * (1 + 1e-9)
-    return (~(beyond | (radius == 0))).nonzero().flatten()
+    n = points.n
+    width = min(n, max(ks) + 1 + _MARGIN)
+    lower, index = _candidates(points, width, block, columns)
+
+    # Bounds with room for the gap between float64 distances and the truth.
+    lower = lower.double()
+    upper = lower + 2 * _lower_bound_factor(points) * (
+        points.norms[:, None] + points.norms[index]
+    )
+    upper = upper * (1 + 1e-9) + _ABSOLUTE_SLACK
+    lower = lower - 1e-9 * lower.abs() - _ABSOLUTE_SLACK
+    ordered_upper = upper.sort(dim=1).values
+    beyond = lower[:, -1] if width < n else torch.full_like(lower[:, 0], math.inf)
+
+    ranges = {k: (lower[:, k, None], ordered_upper[:, k, None]) for k in ks}
+    relevant = {k: (upper >= lo) & (lower <= hi) for k, (lo, hi) in ranges.items()}
+    needed = torch.stack(list(relevant.values())).any(dim=0)
+    i, j = needed.nonzero(as_tuple=True)
+    exact = torch.full_like(lower, math.inf)
+    exact[i, j] = _exact_distances(points, i, points, index[i, j, None]).flatten()
+
+    radii = {}
+    unsettled = torch.zeros(n, dtype=torch.bool, device=points.device)
+    for k, (lo, hi) in ranges.items():
+        below = (upper < lo).sum(dim=1, keepdim=True)
+        ordered = torch.where(relevant[k], exact, math.inf).sort(dim=1).values
+        radii[k] = ordered.gather(1, k - below).squeeze(1)
+        unsettled |= (beyond <= hi.squeeze(1)) & (radii[k] > 0)
+
+    # Rows whose k-th neighbour might not be a candidate: all distances, exactly.
+    rows = unsettled.nonzero().flatten()
+    if rows.numel():
+        log.debug("k-NN radii: %d of %d rows computed in full", rows.numel(), n)
+        nearest = _nearest_exact(points, rows, max(ks) + 1)
+        for k in ks:
+            radii[k][rows] = nearest[:, k]
+    return radii
 
 
 def _candidates(
@@ -682,10 +701,11 @@ def _cross(
             tile.addmm_(to_dc_left[rows], to_dc_right[:, cols])
             band = band * (1 + 4 * _UNIT) + 4 * _UNIT * to_dc_size
             coverage[rows] |= tile.amin(dim=1).double() < -band
-            inside = int(torch.count_nonzero(tile < -band))
-            density += inside
-            if int(torch.count_nonzero(tile <= band)) > inside:
-                i, j = ((tile >= -band) & (tile <= band)).nonzero(as_tuple=True)
+            inside, maybe = tile < -band, tile <= band
+            count = int(torch.count_nonzero(inside))
+            density += count
+            if int(torch.count_nonzero(maybe)) > count:
+                i, j = (maybe ^ inside).nonzero(as_tuple=True)
                 unsure["density"].append((r0 + i, c0 + j))
 
     # Pairs within the error bound of a radius, settled with exact distances.
