@@ -119,8 +119,8 @@ def knn_radii(
     block = _resolve_block(block, device)
 
     with _full_float32_matmul(), torch.no_grad():
-        center, scale = _frame([features])
-        points = _Points.build(features, center, scale, device)
+        center, spread = _frame(features)
+        points = _Points.build(features, center, _scale(spread), device)
         radii = _radii(points, ks, block, _tile_columns(block, device))
     return {k: r.cpu() for k, r in radii.items()}
 
@@ -174,24 +174,32 @@ def precision_recall_density_coverage(
     columns = _tile_columns(block, device)
 
     with _full_float32_matmul(), torch.no_grad():
-        # Radii: k_pr and k_dc for the real set, k_pr for the fake set, each in
-        # a frame of its own so that the sets' norms stay small.
+        # Each set is centred on its own mean, which keeps the norms that the
+        # error bounds grow with small; both share one scale.
+        real_center, real_spread = _frame(real)
+        fake_center, fake_spread = _frame(fake)
+        scale = _scale(max(real_spread, fake_spread))
+
+        # Radii: k_pr and k_dc for the real set, k_pr for the fake set. Each
+        # set then keeps only the side of the product the cross pass needs.
+        real_points = _Points.build(
+            real, real_center, scale, device, right=real_radii is None
+        )
         if real_radii is None:
-            points = _Points.build(real, *_frame([real]), device)
-            radii = _radii(points, [k_pr, k_dc], block, columns)
+            radii = _radii(real_points, [k_pr, k_dc], block, columns)
         else:
             radii = {k: r.to(device) for k, r in real_radii.items()}
-        points = _Points.build(fake, *_frame([fake]), device)
-        fake_radius = _radii(points, [k_pr], block, columns)[k_pr]
-        del points
+        real_points.right = None
+        fake_points = _Points.build(fake, fake_center, scale, device)
+        fake_radius = _radii(fake_points, [k_pr], block, columns)[k_pr]
+        fake_points.left = None
 
-        # Real x fake tiles need one frame for both sets.
-        center, scale = _frame([real, fake])
-        real_points = _Points.build(real, center, scale, device, right=False)
-        fake_points = _Points.build(fake, center, scale, device, left=False)
+        # Real x fake: the real points move by the difference of the centres.
+        offset = ((real_center - fake_center) * scale).to(device)
         counts = _cross(
             real_points,
             fake_points,
+            offset,
             radii[k_pr],
             radii[k_dc],
             fake_radius,
@@ -310,24 +318,22 @@ def _full_float32_matmul() -> Iterator[None]:
 # Prepared point sets.
 
 
-def _frame(sets: list[torch.Tensor]) -> tuple[torch.Tensor, float]:
-    """A common centre and power-of-two scale for the float32 products.
+def _frame(x: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """A centre for the float32 products of one set, and the spread around it.
 
-    Distances do not depend on the centre and scaling by a power of two is
-    exact, so neither changes a result: centring shrinks the norms that the
-    error bound grows with, and scaling keeps the squares within float32 range.
+    Distances do not depend on the centre, so any will do, and a mean in the
+    features' own precision is enough; centring shrinks the norms that the
+    error bounds grow with.
     """
-    # Any centre will do, so a mean in the features' own precision is enough.
-    total = sum(x.sum(dim=0).double().cpu() for x in sets)
-    center = total / sum(x.shape[0] for x in sets)
-    spread = 0.0
-    for x in sets:
-        high = x.amax(dim=0).double().cpu() - center
-        low = center - x.amin(dim=0).double().cpu()
-        spread = max(spread, float(high.max()), float(low.max()))
-    if spread == 0.0:
-        return center, 1.0
-    return center, math.ldexp(1.0, -math.frexp(spread)[1])
+    center = x.sum(dim=0).double().cpu() / x.shape[0]
+    high = x.amax(dim=0).double().cpu() - center
+    low = center - x.amin(dim=0).double().cpu()
+    return center, max(float(high.max()), float(low.max()), 0.0)
+
+
+def _scale(spread: float) -> float:
+    """A power of two (so scaling is exact) that brings coordinates below 1."""
+    return 1.0 if spread == 0.0 else math.ldexp(1.0, -math.frexp(spread)[1])
 
 
 @dataclass
@@ -338,7 +344,10 @@ class _Points:
     ``left = [-2x, row term, 1]`` and ``right = [x, 1, column term]``, ``x``
     the centred, scaled points; the terms are the squared norms plus shifts.
     In direct mode ``points`` holds them in float64 instead. ``norms`` are the
-    float64 squared norms of exactly the values the tiles use.
+    float64 squared norms of exactly the values the tiles use. In the cross
+    pass the real points are moved by ``offset`` (the difference of the two
+    centres), which only changes the terms: ``moved`` is ``|x + offset|^2``
+    for a moved set, ``toward`` is ``x . offset`` for the set it meets.
     """
 
     raw: torch.Tensor
@@ -349,6 +358,9 @@ class _Points:
     points: torch.Tensor | None = None
     row_shift: torch.Tensor | None = None
     col_shift: torch.Tensor | None = None
+    offset: torch.Tensor | None = None
+    moved: torch.Tensor | None = None
+    toward: torch.Tensor | None = None
 
     @classmethod
     def build(
@@ -416,18 +428,37 @@ class _Points:
     def dtype(self) -> torch.dtype:
         return torch.float64 if self.direct else torch.float32
 
-    def set_shifts(
-        self, row: torch.Tensor | None = None, col: torch.Tensor | None = None
-    ) -> None:
-        """Make tiles equal ``|a_i - b_j|^2 + row_i + col_j``."""
-        if row is not None:
-            self.row_shift = row
-            if not self.direct:
-                self.left[:, self.d] = (self.norms + row).float()
-        if col is not None:
-            self.col_shift = col
-            if not self.direct:
-                self.right[:, self.d + 1] = (self.norms + col).float()
+    def move(self, offset: torch.Tensor) -> None:
+        """Use these points, as rows, moved by ``offset``."""
+        self.offset = offset
+        if self.direct:
+            self.moved = (self.points + offset).square().sum(dim=1)
+        else:
+            dot = self.left[:, : self.d] @ offset.float() * -0.5
+            self.moved = self.norms + 2 * dot.double() + offset.square().sum()
+
+    def meet(self, offset: torch.Tensor) -> None:
+        """Use these points, as columns, against rows moved by ``offset``."""
+        if not self.direct:
+            self.toward = (self.right[:, : self.d] @ offset.float()).double()
+
+    def row_terms(self, shift: torch.Tensor) -> torch.Tensor:
+        """Set row shifts; returns the row terms of the product, in float64."""
+        self.row_shift = shift
+        terms = (self.norms if self.moved is None else self.moved) + shift
+        if not self.direct:
+            self.left[:, self.d] = terms.float()
+        return terms
+
+    def col_terms(self, shift: torch.Tensor) -> torch.Tensor:
+        """Set column shifts; returns the column terms of the product, in float64."""
+        self.col_shift = shift
+        terms = self.norms + shift
+        if self.toward is not None:
+            terms = terms - 2 * self.toward
+        if not self.direct:
+            self.right[:, self.d + 1] = terms.float()
+        return terms
 
     def exact(self, rows: torch.Tensor) -> torch.Tensor:
         """Float64 copies of some points, as given (not centred or scaled)."""
@@ -440,8 +471,9 @@ def _tile(
 ) -> torch.Tensor:
     """One tile of shifted squared distances, written into ``buffer`` when it can."""
     if a.direct:
+        x = a.points[rows] if a.offset is None else a.points[rows] + a.offset
         tile = torch.cdist(
-            a.points[rows], b.points[cols], compute_mode="donot_use_mm_for_euclid_dist"
+            x, b.points[cols], compute_mode="donot_use_mm_for_euclid_dist"
         ).square_()
         return tile.add_(a.row_shift[rows, None]).add_(b.col_shift[None, cols])
     left, right = a.left[rows], b.right[cols]
@@ -470,20 +502,34 @@ def _lower_bound_factor(points: _Points) -> float:
 def _band(
     a: _Points,
     rows: slice,
-    row_term: torch.Tensor,
+    row_terms: torch.Tensor,
     b: _Points,
     cols: slice,
-    col_term: torch.Tensor,
+    col_terms: torch.Tensor,
 ) -> float:
-    """Error bound of the entries of one tile, ``row_term``/``col_term`` its extras."""
+    """Error bound of every entry of one real x fake tile.
+
+    Summed: the product (gamma times its absolute terms), the rounding of the
+    two extra columns, the float32 dot products with the offset behind the
+    terms, and the float32 points against the given ones, which moves a squared
+    distance by at most 2u |a + offset - b| (|a| + |b|).
+    """
     na, nb = float(a.norms[rows].max()), float(b.norms[cols].max())
-    rt, ct = float(row_term[rows].abs().max()), float(col_term[cols].abs().max())
+    moved = float(a.moved[rows].max()) if a.moved is not None else na
+    rt = float(row_terms[rows].abs().max())
+    ct = float(col_terms[cols].abs().max())
+    size = moved + nb + rt + ct
     if a.direct:
-        return _DIRECT_ERROR * (na + nb + rt + ct) + _ABSOLUTE_SLACK
-    product = _product_gamma(a.d) * (2 * math.sqrt(na * nb) + rt + ct)
-    rounding = _UNIT * (rt + ct) + 4 * _UNIT * (na + nb)
+        return _DIRECT_ERROR * (size + na) + _ABSOLUTE_SLACK
+    offset = float(a.offset.norm()) if a.offset is not None else 0.0
+    ra, rb, rm = math.sqrt(na), math.sqrt(nb), math.sqrt(moved)
+    product = _product_gamma(a.d) * (2 * ra * rb + rt + ct)
+    rounding = _UNIT * (rt + ct)
+    dots = 2 * (_product_gamma(a.d) + _UNIT) * offset * (ra + rb)
+    points = 2.01 * _UNIT * (rm + rb) * (ra + rb)
     # The last term covers the difference between float64 distances and the truth.
-    return _SAFETY * (product + rounding) + 1e-9 * (na + nb + rt + ct) + _ABSOLUTE_SLACK
+    bound = _SAFETY * (product + rounding + dots + points)
+    return bound + 1e-9 * size + _ABSOLUTE_SLACK
 
 
 # Exact distances.
@@ -555,9 +601,7 @@ def _radii(
     ranges = {k: (lower[:, k, None], ordered_upper[:, k, None]) for k in ks}
     relevant = {k: (upper >= lo) & (lower <= hi) for k, (lo, hi) in ranges.items()}
     needed = torch.stack(list(relevant.values())).any(dim=0)
-    i, j = needed.nonzero(as_tuple=True)
-    exact = torch.full_like(lower, math.inf)
-    exact[i, j] = _exact_distances(points, i, points, index[i, j, None]).flatten()
+    exact = _exact_candidates(points, index, needed)
 
     radii = {}
     unsettled = torch.zeros(n, dtype=torch.bool, device=points.device)
@@ -577,6 +621,25 @@ def _radii(
     return radii
 
 
+def _exact_candidates(
+    points: _Points, index: torch.Tensor, needed: torch.Tensor
+) -> torch.Tensor:
+    """Exact distances to the needed candidates, inf elsewhere.
+
+    Rows are grouped by how many they need, so each point is gathered once.
+    """
+    exact = torch.full(index.shape, math.inf, dtype=torch.float64, device=index.device)
+    counts = needed.sum(dim=1)
+    for count in counts.unique().tolist():
+        if count == 0:
+            continue
+        rows = (counts == count).nonzero().flatten()
+        where = needed[rows].nonzero()[:, 1].view(-1, count)
+        cols = index[rows].gather(1, where)
+        exact[rows[:, None], where] = _exact_distances(points, rows, points, cols)
+    return exact
+
+
 def _candidates(
     points: _Points, width: int, block: int, columns: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -588,7 +651,8 @@ def _candidates(
     """
     n, dtype, device = points.n, points.dtype, points.device
     shift = -_lower_bound_factor(points) * points.norms
-    points.set_shifts(row=shift, col=shift)
+    points.row_terms(shift)
+    points.col_terms(shift)
     best = torch.empty(n, width, dtype=dtype, device=device)
     index = torch.empty(n, width, dtype=torch.long, device=device)
     slots = min(_SLOTS, -(-n // block))
@@ -643,6 +707,7 @@ class _Counts:
 def _cross(
     real: _Points,
     fake: _Points,
+    offset: torch.Tensor,
     radius_pr: torch.Tensor,
     radius_dc: torch.Tensor,
     fake_radius: torch.Tensor,
@@ -654,11 +719,19 @@ def _cross(
     t_dc = (radius_dc * real.scale).square()
     t_fake = (fake_radius * fake.scale).square()
 
+    # Sets too far apart for any ball to reach across score 0.
+    closest = (
+        float(offset.norm()) - math.sqrt(real.norms.max()) - math.sqrt(fake.norms.max())
+    )
+    reach = math.sqrt(max(t_pr.max(), t_dc.max(), t_fake.max()))
+    if closest * (1 - 1e-6) > reach:
+        return _Counts()
+
     # Tiles come out as S - t_pr_i - t_fake_j (S the squared distances) for
     # precision and recall; a rank-2 update turns them into S - t_dc_i.
-    real.set_shifts(row=-t_pr)
-    fake.set_shifts(col=-t_fake)
-    row_term, col_term = real.norms - t_pr, fake.norms - t_fake
+    real.move(offset)
+    fake.meet(offset)
+    row_term, col_term = real.row_terms(-t_pr), fake.col_terms(-t_fake)
     to_dc_left = torch.stack([t_pr - t_dc, torch.ones_like(t_pr)], 1).to(dtype)
     to_dc_right = torch.stack([torch.ones_like(t_fake), t_fake]).to(dtype)
     to_dc_size = float((t_pr - t_dc).abs().max() + t_fake.max())
