@@ -160,7 +160,7 @@ def test_eval_of_a_tiny_fashion_mnist_recipe(tmp_path, monkeypatch, cli):
     monkeypatch.chdir(tmp_path)
     recipe = REPO / "recipes" / "fashion-mnist" / "gan.yaml"
     overrides = ["data.limit=512", "train.kimg=0.256", "train.tick_kimg=0.128",
-                 "train.snapshot_kimg=0.256", "eval.n_fake=600", "eval.n_real=600",
+                 "train.snapshot_kimg=0.256", "eval.n_fake=600", "eval.n_real=500",
                  "eval.eval_kimg=0.128", "eval.during_n=200"]
     status, out, err = cli("eval", recipe, *overrides, "--json")
     assert status == 0, err
@@ -171,8 +171,8 @@ def test_eval_of_a_tiny_fashion_mnist_recipe(tmp_path, monkeypatch, cli):
     protocol = record["protocol"]
     assert protocol["feature_extractor"]["name"] == "fashion-classifier"
     assert len(protocol["feature_extractor"]["weights_hash"]) >= 8
-    assert protocol["kid_subset_size"] == 600 and protocol["kid_subset_size_reduced"]
-    assert protocol["n_real"] == 600 and protocol["n_fake"] == 600
+    assert protocol["kid_subset_size"] == 500 and protocol["kid_subset_size_reduced"]
+    assert protocol["n_real"] == 500 and protocol["n_fake"] == 600
     assert "best" in record and record["best"]["kimg"] <= record["kimg"]
     run_dir = Path(record["seeds"][0]["run_dir"])
     evals = [json.loads(line) for line in (run_dir / "stats.jsonl").open()

@@ -85,7 +85,7 @@ def test_density_coverage_agree_with_prdc(dim):
     reference = prdc_scores(real, fake, k=5)
     assert_scores(ours, {"density": reference["density"]})
     assert_scores(ours, {"coverage": reference["coverage"]})
-    assert 0 < ours["density"] and 0 < ours["coverage"] < 1
+    assert ours["density"] > 0 and 0 < ours["coverage"] < 1
 
 
 def test_prdc_precision_recall_match_ours_at_the_same_k_without_ties():

@@ -467,7 +467,11 @@ class _Points:
 
 
 def _tile(
-    a: _Points, rows: slice, b: _Points, cols: slice, buffer: torch.Tensor
+    a: _Points,
+    rows: slice | torch.Tensor,
+    b: _Points,
+    cols: slice,
+    buffer: torch.Tensor,
 ) -> torch.Tensor:
     """One tile of shifted squared distances, written into ``buffer`` when it can."""
     if a.direct:
@@ -552,24 +556,6 @@ def _exact_distances(
     return out
 
 
-def _nearest_exact(points: _Points, rows: torch.Tensor, count: int) -> torch.Tensor:
-    """The ``count`` smallest exact distances from each row to the whole set."""
-    columns = max(1, _EXACT_ENTRIES // (2 * points.d))
-    step = max(1, _EXACT_ENTRIES // (points.d + columns))
-    out = []
-    for start in range(0, rows.numel(), step):
-        x = points.exact(rows[start : start + step])
-        best = torch.empty(x.shape[0], 0, dtype=torch.float64, device=points.device)
-        for c0 in range(0, points.n, columns):
-            index = torch.arange(c0, min(points.n, c0 + columns), device=points.device)
-            y = points.exact(index)
-            distances = torch.cdist(x, y, compute_mode="donot_use_mm_for_euclid_dist")
-            best = torch.cat([best, distances], dim=1)
-            best = best.topk(min(count, best.shape[1]), dim=1, largest=False).values
-        out.append(best)
-    return torch.cat(out)
-
-
 # The self pass: k-NN radii.
 
 
@@ -611,13 +597,52 @@ def _radii(
         radii[k] = ordered.gather(1, k - below).squeeze(1)
         unsettled |= (beyond <= hi.squeeze(1)) & (radii[k] > 0)
 
-    # Rows whose k-th neighbour might not be a candidate: all distances, exactly.
+    # Rows whose k-th neighbour might not be a candidate: scan them again.
     rows = unsettled.nonzero().flatten()
     if rows.numel():
-        log.debug("k-NN radii: %d of %d rows computed in full", rows.numel(), n)
-        nearest = _nearest_exact(points, rows, max(ks) + 1)
+        log.debug("k-NN radii: %d of %d rows scanned again", rows.numel(), n)
+        reach = ordered_upper[rows, max(ks)]
+        for k, r in _rescan(points, rows, reach, ks, block, columns).items():
+            radii[k][rows] = r
+    return radii
+
+
+def _rescan(
+    points: _Points,
+    rows: torch.Tensor,
+    reach: torch.Tensor,
+    ks: list[int],
+    block: int,
+    columns: int,
+) -> dict[int, torch.Tensor]:
+    """Exact radii of some rows from every point whose lower bound is within reach.
+
+    ``reach`` bounds the largest radius wanted from above, so the points left
+    out are farther than every radius. The lower bounds are those the
+    candidate pass set up.
+    """
+    radii = {k: torch.empty(rows.numel(), dtype=torch.float64) for k in ks}
+    radii = {k: r.to(points.device) for k, r in radii.items()}
+    buffer = torch.empty(block * columns, dtype=points.dtype, device=points.device)
+    for start in range(0, rows.numel(), block):
+        some = rows[start : start + block]
+        found = []
+        for c0 in range(0, points.n, columns):
+            cols = slice(c0, min(points.n, c0 + columns))
+            tile = _tile(points, some, points, cols, buffer)
+            i, j = (tile <= reach[start : start + block, None]).nonzero(as_tuple=True)
+            found.append((i, j + c0))
+        i = torch.cat([f[0] for f in found])
+        j = torch.cat([f[1] for f in found])
+        distance = _exact_distances(points, some[i], points, j[:, None]).flatten()
+
+        # The k-th smallest per row: sort by distance, then stably by row.
+        order = torch.argsort(distance, stable=True)
+        order = order[torch.argsort(i[order], stable=True)]
+        counts = torch.bincount(i, minlength=some.numel())
+        first = torch.cumsum(counts, 0) - counts
         for k in ks:
-            radii[k][rows] = nearest[:, k]
+            radii[k][start : start + some.numel()] = distance[order][first + k]
     return radii
 
 

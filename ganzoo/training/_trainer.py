@@ -246,7 +246,9 @@ class Trainer:
     def update_ema(self) -> None:
         if self.nets.generator_ema is self.nets.generator:
             return
-        decay = self.train_options["ema"]
+        # Warm-up: early on, when the average would still be mostly the random
+        # initial weights, follow the generator more closely.
+        decay = min(self.train_options["ema"], (1 + self.step) / (10 + self.step))
         ema_params = list(self.nets.generator_ema.parameters())
         torch._foreach_lerp_(ema_params, list(self.nets.generator.parameters()), 1 - decay)
         for ema_buffer, buffer in zip(self.nets.generator_ema.buffers(),

@@ -1,0 +1,341 @@
+"""Time and memory of ganzoo's k-NN pass against prdc and torch-fidelity.
+
+The project requires that ``precision_recall_density_coverage`` (all four
+metrics) is at least 3x faster than ``prdc.compute_prdc`` (all four) and at least
+2x faster than torch-fidelity's precision/recall, on 10,000 real and 10,000 fake
+features of dimension 2,048, in the same run on the same machine, with a peak
+memory increase under 2 GB.
+
+The features are standard normal (float32, fixed seed), real and fake from the
+same distribution as in prdc's README. Every measurement runs in a fresh
+subprocess that first makes the features, then times one call (wall clock and
+process CPU time) and takes the peak resident set size (``ru_maxrss``) minus the
+resident size just before the call: the memory the call itself added. Rounds
+repeat all methods in a rotated order, so that a change in the machine's load
+touches every method; the verdict compares medians over the rounds.
+
+The methods, each with its own settings:
+
+* ``ganzoo``: ``precision_recall_density_coverage(real, fake)`` with its
+  defaults (k_pr 3, k_dc 5, block 1024 on the CPU);
+* ``prdc``: ``compute_prdc(real, fake, nearest_k=5)`` on float32 arrays; prdc
+  calls sklearn's ``pairwise_distances`` with ``n_jobs=8`` (fixed in its code);
+* ``torch-fidelity``: ``prc_features_to_metric(fake, real)`` with its defaults,
+  ``prc_neighborhood=3``, ``prc_batch_size=10000``, ``save_cpu_ram=False`` (full
+  distance matrices, its fastest mode);
+* ``torch-fidelity-streamed``: the same with ``save_cpu_ram=True``, which
+  streams the matrices in blocks and computes the real x fake one twice.
+
+Run ``python benchmarks/prdc.py --help`` for the options; results go to
+``benchmarks/results/prdc.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import io
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results" / "prdc.json"
+
+# This file is named like the package it measures: keep its folder off the path
+# so that `import prdc` finds the package.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != RESULTS.parent.parent]
+
+METHODS = ("ganzoo", "prdc", "torch-fidelity", "torch-fidelity-streamed")
+SPEEDUP_OVER = {"prdc": 3.0, "torch-fidelity": 2.0}
+PEAK_LIMIT_MB = 2048.0
+
+
+# One measurement, in its own process.
+
+
+def features(n: int, dim: int, seed: int) -> tuple[Any, Any]:
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    real = torch.randn(n, dim, generator=generator)
+    fake = torch.randn(n, dim, generator=generator)
+    return real, fake
+
+
+def resident_mb() -> float:
+    """Current resident set size of this process."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def measure(method: str, n: int, dim: int, seed: int) -> dict[str, Any]:
+    """Make the features, then time one call of ``method`` on them."""
+    import torch
+
+    real, fake = features(n, dim, seed)
+    if method == "ganzoo":
+        from ganzoo.evaluation._knn import precision_recall_density_coverage
+
+        def call() -> dict[str, float]:
+            return precision_recall_density_coverage(real, fake)
+
+    elif method == "prdc":
+        from prdc import compute_prdc
+
+        real_np, fake_np = real.numpy(), fake.numpy()  # shared memory, float32
+
+        def call() -> dict[str, float]:
+            with contextlib.redirect_stdout(io.StringIO()):  # it prints the sizes
+                scores = compute_prdc(
+                    real_features=real_np, fake_features=fake_np, nearest_k=5
+                )
+            return {key: float(value) for key, value in scores.items()}
+
+    else:
+        from torch_fidelity.metric_prc import prc_features_to_metric
+
+        streamed = method == "torch-fidelity-streamed"
+
+        def call() -> dict[str, float]:
+            # Convention: input1 (features_1) is generated, input2 real.
+            scores = prc_features_to_metric(
+                fake,
+                real,
+                prc_neighborhood=3,
+                prc_batch_size=10000,
+                save_cpu_ram=streamed,
+                verbose=False,
+            )
+            return {"precision": scores["precision"], "recall": scores["recall"]}
+
+    before = resident_mb()
+    cpu = time.process_time()
+    start = time.perf_counter()
+    scores = call()
+    wall = time.perf_counter() - start
+    return {
+        "method": method,
+        "wall_s": round(wall, 3),
+        "cpu_s": round(time.process_time() - cpu, 3),
+        "peak_increase_mb": round(peak_mb() - before, 1),
+        "threads": torch.get_num_threads(),
+        "scores": scores,
+    }
+
+
+# The driver.
+
+
+def run_worker(method: str, args: argparse.Namespace) -> dict[str, Any]:
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        method,
+        f"--n={args.n}",
+        f"--dim={args.dim}",
+        f"--seed={args.seed}",
+    ]
+    done = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        sys.exit(f"{method} failed:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def versions() -> dict[str, str]:
+    import numpy
+    import prdc
+    import sklearn
+    import torch
+    import torch_fidelity
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_fidelity": torch_fidelity.__version__,
+        "prdc": getattr(prdc, "__version__", "0.2"),
+        "scikit_learn": sklearn.__version__,
+        "numpy": numpy.__version__,
+    }
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+    }
+
+
+def summarize(runs: list[dict[str, Any]], methods: list[str]) -> dict[str, Any]:
+    """Medians per method, speed-ups over the references, and agreement."""
+    by_method = {m: [r for r in runs if r["method"] == m] for m in methods}
+    summary: dict[str, Any] = {}
+    for method, rows in by_method.items():
+        walls = [r["wall_s"] for r in rows]
+        summary[method] = {
+            "wall_s": walls,
+            "median_wall_s": round(statistics.median(walls), 3),
+            "median_cpu_s": round(statistics.median(r["cpu_s"] for r in rows), 3),
+            "peak_increase_mb": max(r["peak_increase_mb"] for r in rows),
+            "scores": rows[0]["scores"],
+        }
+
+    ours = summary["ganzoo"]
+    checks = []
+    for reference, factor in SPEEDUP_OVER.items():
+        if reference not in summary:
+            continue
+        ratio = summary[reference]["median_wall_s"] / ours["median_wall_s"]
+        per_round = [
+            round(ref["wall_s"] / own["wall_s"], 2)
+            for ref, own in zip(by_method[reference], by_method["ganzoo"], strict=True)
+        ]
+        checks.append(
+            {
+                "check": f"ganzoo at least {factor:g}x faster than {reference}",
+                "ratio": round(ratio, 2),
+                "ratio_per_round": per_round,
+                "passed": ratio >= factor,
+            }
+        )
+    checks.append(
+        {
+            "check": f"ganzoo peak memory increase under {PEAK_LIMIT_MB:g} MB",
+            "peak_increase_mb": ours["peak_increase_mb"],
+            "passed": ours["peak_increase_mb"] < PEAK_LIMIT_MB,
+        }
+    )
+
+    # The same definitions should give the same numbers.
+    agreement = {}
+    if "prdc" in summary:
+        for key in ("density", "coverage"):
+            agreement[f"{key} vs prdc"] = abs(
+                ours["scores"][key] - summary["prdc"]["scores"][key]
+            )
+    for method in ("torch-fidelity", "torch-fidelity-streamed"):
+        if method in summary:
+            for key in ("precision", "recall"):
+                agreement[f"{key} vs {method}"] = abs(
+                    ours["scores"][key] - summary[method]["scores"][key]
+                )
+    return {"methods": summary, "checks": checks, "agreement": agreement}
+
+
+def print_table(summary: dict[str, Any]) -> None:
+    print(
+        f"\n{'method':26s} {'wall s per round':>22s} {'median':>8s} {'cpu s':>8s}"
+        f" {'peak MB':>8s}  scores"
+    )
+    for method, row in summary["methods"].items():
+        walls = " ".join(f"{w:6.1f}" for w in row["wall_s"])
+        scores = " ".join(f"{k[:4]}={v:.4f}" for k, v in row["scores"].items())
+        print(
+            f"{method:26s} {walls:>22s} {row['median_wall_s']:8.1f}"
+            f" {row['median_cpu_s']:8.1f} {row['peak_increase_mb']:8.0f}  {scores}"
+        )
+    print()
+    for check in summary["checks"]:
+        figure = check.get("ratio", check.get("peak_increase_mb"))
+        verdict = "PASS" if check["passed"] else "FAIL"
+        print(f"{verdict}  {check['check']}: {figure}")
+    for name, difference in summary["agreement"].items():
+        print(f"      |difference| {name}: {difference:.2e}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=10000, help="points per set")
+    parser.add_argument("--dim", type=int, default=2048, help="feature dimension")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the features")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of all methods")
+    parser.add_argument(
+        "--method",
+        choices=METHODS,
+        action="append",
+        help="method to run (repeatable; default: all; ganzoo always runs)",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=RESULTS,
+        help=f"JSON results (default {RESULTS.relative_to(ROOT)})",
+    )
+    parser.add_argument("--worker", choices=METHODS, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.worker:
+        print(json.dumps(measure(args.worker, args.n, args.dim, args.seed)))
+        return 0
+
+    methods = list(dict.fromkeys(["ganzoo", *(args.method or METHODS)]))
+    started = datetime.datetime.now(datetime.timezone.utc)
+    load_before = os.getloadavg()
+    runs = []
+    for round_ in range(args.rounds):
+        # Rotate the order so that no method always runs first.
+        shift = round_ % len(methods)
+        for method in methods[shift:] + methods[:shift]:
+            row = run_worker(method, args)
+            row["round"] = round_
+            runs.append(row)
+            print(
+                f"round {round_ + 1}/{args.rounds}  {method:24s} "
+                f"{row['wall_s']:7.1f} s  peak +{row['peak_increase_mb']:.0f} MB",
+                flush=True,
+            )
+
+    summary = summarize(runs, methods)
+    print_table(summary)
+    record = {
+        "benchmark": "prdc",
+        "date": started.isoformat(timespec="seconds"),
+        "machine": machine(),
+        "versions": versions(),
+        "protocol": {
+            "n_real": args.n,
+            "n_fake": args.n,
+            "dim": args.dim,
+            "features": "standard normal, float32, real then fake from one generator",
+            "seed": args.seed,
+            "rounds": args.rounds,
+            "k_pr": 3,
+            "k_dc": 5,
+            "timing": "wall clock of one call in a fresh process, median over rounds",
+            "memory": "peak RSS (ru_maxrss) minus RSS just before the call",
+            "prdc": "compute_prdc(nearest_k=5); sklearn pairwise_distances, n_jobs=8",
+            "torch_fidelity": "prc_features_to_metric, prc_batch_size=10000; "
+            "save_cpu_ram False (torch-fidelity) and True (-streamed)",
+        },
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg(),
+        "runs": runs,
+        **summary,
+        "passed": all(check["passed"] for check in summary["checks"]),
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"\nwrote {args.output}")
+    return 0 if record["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
