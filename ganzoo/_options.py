@@ -55,11 +55,10 @@ class Option:
         if self.choices is not None:
             return "one of " + ", ".join(repr(c) for c in self.choices)
         if self.type is list:
-            inner = _TYPE_NAMES.get(self.item_type, "values") if self.item_type else ""
-            text = f"a list of {inner}s" if inner else "a list"
-            return text.replace("an integers", "integers").replace(
-                "a numbers", "numbers"
-            )
+            plural = {int: "integers", float: "numbers", str: "strings", bool: "true/false"}
+            inner = plural.get(self.item_type) if self.item_type else None
+            text = f"a list of {inner}" if inner else "a list"
+            return text + (" or null" if self.nullable else "")
         text = _TYPE_NAMES.get(self.type, self.type.__name__)
         if self.minimum is not None and self.maximum is not None:
             text += f" in [{self.minimum:g}, {self.maximum:g}]"

@@ -91,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--no-ema", action="store_true",
                         help="use the trained generator instead of its moving average")
 
+    reference = commands.add_parser("reference", help="print the recipe reference")
+    reference.add_argument("--out", type=Path, help="write it here instead of stdout")
+
     plugins = commands.add_parser("plugins", help="list the registered plugins")
     plugins.add_argument("--kind", help="only this kind")
     plugins.add_argument("--json", action="store_true", help="print one JSON object")
@@ -110,6 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _eval(args)
         if args.command == "metrics":
             return _metrics(args)
+        if args.command == "reference":
+            return _reference(args)
         if args.command == "leaderboard":
             return _leaderboard(args)
         if args.command == "compare":
@@ -285,6 +290,19 @@ def _sample(args: argparse.Namespace) -> int:
     samples = generate(loaded, args.n, seed=args.seed)
     save_samples(loaded, samples, args.out)
     log.info("wrote %d samples to %s", args.n, args.out)
+    return 0
+
+
+def _reference(args: argparse.Namespace) -> int:
+    from ._reference import render_reference
+    from ._registry import build_registry
+
+    text = render_reference(build_registry())
+    if args.out is None:
+        print(text, end="")
+    else:
+        args.out.write_text(text)
+        log.info("wrote %s", args.out)
     return 0
 
 

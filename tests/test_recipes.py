@@ -321,3 +321,15 @@ def test_hash_ignores_tracking_eval_and_names(tmp_path, override):
     changed = load(tmp_path, TINY_RING, override)
     assert changed.config != base.config
     assert changed.hash == base.hash
+
+
+def test_committed_recipe_reference_is_up_to_date(monkeypatch):
+    from ganzoo._reference import render_reference
+    from ganzoo._registry import build_registry
+
+    from .conftest import REPO
+
+    monkeypatch.delenv("GANZOO_PLUGINS", raising=False)
+    committed = (REPO / "docs" / "recipes.md").read_text()
+    assert render_reference(build_registry()) == committed, (
+        "docs/recipes.md is stale: run `ganzoo reference --out docs/recipes.md`")
