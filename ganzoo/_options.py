@@ -55,7 +55,12 @@ class Option:
         if self.choices is not None:
             return "one of " + ", ".join(repr(c) for c in self.choices)
         if self.type is list:
-            plural = {int: "integers", float: "numbers", str: "strings", bool: "true/false"}
+            plural = {
+                int: "integers",
+                float: "numbers",
+                str: "strings",
+                bool: "true/false",
+            }
             inner = plural.get(self.item_type) if self.item_type else None
             text = f"a list of {inner}" if inner else "a list"
             return text + (" or null" if self.nullable else "")

@@ -101,7 +101,7 @@ class Plugin:
 
     @classmethod
     def create(cls, **given: Any) -> Plugin:
-        """Instantiate with ``given`` checked against ``options`` and defaults filled."""
+        """Instantiate with ``given`` checked against ``options``, defaults filled."""
         return cls(
             **resolve_options(cls.options, given, what=f"{cls.kind} {cls.name!r}")
         )

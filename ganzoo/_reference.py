@@ -41,8 +41,10 @@ def _table(options: Iterable[Option]) -> list[str]:
         return ["No options.", ""]
     lines = ["| option | accepts | default | meaning |", "|---|---|---|---|"]
     for option in options:
-        lines.append(f"| `{option.name}` | {option.expected()} | {_default(option)} | "
-                     f"{option.help} |")
+        lines.append(
+            f"| `{option.name}` | {option.expected()} | {_default(option)} | "
+            f"{option.help} |"
+        )
     return [*lines, ""]
 
 
@@ -82,8 +84,11 @@ def render_reference(registry: Registry) -> str:
             cls = entry.cls
             if issubclass(cls, Architecture):
                 for role in cls.provides():
-                    declared = (cls.generator_options if role == "generator"
-                                else cls.discriminator_options)
+                    declared = (
+                        cls.generator_options
+                        if role == "generator"
+                        else cls.discriminator_options
+                    )
                     lines += [f"As `model.{role}`:", "", *_table(declared)]
             else:
                 lines += _table(cls.options)

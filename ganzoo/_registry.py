@@ -206,7 +206,7 @@ class Registry:
         return sorted(self.entries[kind])
 
     def get(self, kind: str, name: str) -> Entry:
-        """The entry named ``name`` of ``kind``; GanzooError when unknown or ambiguous."""
+        """The entry ``name`` of ``kind``; GanzooError when unknown or ambiguous."""
         found = self.entries[kind].get(name)
         if not found:
             known = self.names(kind)

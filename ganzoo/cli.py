@@ -29,54 +29,109 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ganzoo", description="A plugin-based GAN zoo.")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    commands = parser.add_subparsers(
+        dest="command", required=True, parser_class=_Parser
+    )
 
     train = commands.add_parser("train", help="train a recipe")
     train.add_argument("recipe", type=Path, help="YAML recipe")
-    train.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                       help="override recipe values, e.g. train.kimg=10")
-    train.add_argument("--run-dir", type=Path, help="run directory (default: runs/NAME-HASH)")
-    train.add_argument("--resume", action="store_true",
-                       help="continue the run in the run directory from its last checkpoint")
-    train.add_argument("--progress", choices=("auto", "bar", "lines"), default="auto",
-                       help="progress bar or plain lines (auto: a bar on a terminal)")
+    train.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="override recipe values, e.g. train.kimg=10",
+    )
+    train.add_argument(
+        "--run-dir", type=Path, help="run directory (default: runs/NAME-HASH)"
+    )
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in the run directory from its last checkpoint",
+    )
+    train.add_argument(
+        "--progress",
+        choices=("auto", "bar", "lines"),
+        default="auto",
+        help="progress bar or plain lines (auto: a bar on a terminal)",
+    )
 
     evaluate = commands.add_parser("eval", help="train if needed, then score a recipe")
     evaluate.add_argument("recipe", type=Path, help="YAML recipe")
-    evaluate.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                          help="override recipe values, e.g. eval.n_fake=2000")
-    evaluate.add_argument("--seeds", type=int, default=1,
-                          help="train and score this many seeds (train.seed, +1, ...)")
-    evaluate.add_argument("--json", action="store_true", help="print the record as JSON")
-    evaluate.add_argument("--retrain", action="store_true",
-                          help="train again even if a finished run exists")
+    evaluate.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="override recipe values, e.g. eval.n_fake=2000",
+    )
+    evaluate.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        help="train and score this many seeds (train.seed, +1, ...)",
+    )
+    evaluate.add_argument(
+        "--json", action="store_true", help="print the record as JSON"
+    )
+    evaluate.add_argument(
+        "--retrain",
+        action="store_true",
+        help="train again even if a finished run exists",
+    )
     evaluate.add_argument("--checkpoint", type=Path, help="score this checkpoint file")
     evaluate.add_argument("--run-dir", type=Path, help="score this finished run")
-    evaluate.add_argument("--results", type=Path, default=None,
-                          help="where records go (default: leaderboard/results)")
-    evaluate.add_argument("--progress", choices=("auto", "bar", "lines"), default="auto")
+    evaluate.add_argument(
+        "--results",
+        type=Path,
+        default=None,
+        help="where records go (default: leaderboard/results)",
+    )
+    evaluate.add_argument(
+        "--progress", choices=("auto", "bar", "lines"), default="auto"
+    )
 
     metrics = commands.add_parser("metrics", help="score two sets without training")
-    metrics.add_argument("real", help="run dir, image folder, .npy/.npz or data set[:split]")
-    metrics.add_argument("fake", help="run dir, image folder, .npy/.npz or data set[:split]")
+    metrics.add_argument(
+        "real", help="run dir, image folder, .npy/.npz or data set[:split]"
+    )
+    metrics.add_argument(
+        "fake", help="run dir, image folder, .npy/.npz or data set[:split]"
+    )
     metrics.add_argument("--json", action="store_true", help="print JSON")
-    metrics.add_argument("--feature-extractor", help="extractor name (default: by data)")
-    metrics.add_argument("--metrics", help="comma-separated metric names (default: by data)")
-    metrics.add_argument("--n", type=int, default=10000,
-                         help="samples generated from a run directory (default 10000)")
-    metrics.add_argument("--seed", type=int, default=0, help="seed of generated samples")
+    metrics.add_argument(
+        "--feature-extractor", help="extractor name (default: by data)"
+    )
+    metrics.add_argument(
+        "--metrics", help="comma-separated metric names (default: by data)"
+    )
+    metrics.add_argument(
+        "--n",
+        type=int,
+        default=10000,
+        help="samples generated from a run directory (default 10000)",
+    )
+    metrics.add_argument(
+        "--seed", type=int, default=0, help="seed of generated samples"
+    )
 
     board = commands.add_parser("leaderboard", help="rank the evaluation records")
     board.add_argument("--dataset", help="only this data set")
     board.add_argument("--metric", help="rank by this metric (default: fid, or modes)")
     board.add_argument("--format", choices=("md", "html", "json"), default="md")
-    board.add_argument("--out", type=Path, help="write here (html default: "
-                       "leaderboard/site/index.html; md/json default: stdout)")
-    board.add_argument("--results", type=Path, help="records folder "
-                       "(default: leaderboard/results)")
+    board.add_argument(
+        "--out",
+        type=Path,
+        help="write here (html default: "
+        "leaderboard/site/index.html; md/json default: stdout)",
+    )
+    board.add_argument(
+        "--results", type=Path, help="records folder (default: leaderboard/results)"
+    )
 
     versus = commands.add_parser("compare", help="runs or recipes side by side")
-    versus.add_argument("items", nargs="+", help="record files, run directories or recipes")
+    versus.add_argument(
+        "items", nargs="+", help="record files, run directories or recipes"
+    )
     versus.add_argument("--json", action="store_true", help="print JSON")
     versus.add_argument("--results", type=Path, help="records folder")
 
@@ -84,12 +139,22 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("run_dir", type=Path, help="run directory")
     sample.add_argument("--n", type=int, required=True, help="number of samples")
     sample.add_argument("--seed", type=int, default=0, help="seed of the latents")
-    sample.add_argument("--out", type=Path, required=True,
-                        help="output file: .png (grid or scatter) or .npy (raw samples)")
-    sample.add_argument("--checkpoint", default="final",
-                        help="final, last, best, or a checkpoint path (default: final)")
-    sample.add_argument("--no-ema", action="store_true",
-                        help="use the trained generator instead of its moving average")
+    sample.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="output file: .png (grid or scatter) or .npy (raw samples)",
+    )
+    sample.add_argument(
+        "--checkpoint",
+        default="final",
+        help="final, last, best, or a checkpoint path (default: final)",
+    )
+    sample.add_argument(
+        "--no-ema",
+        action="store_true",
+        help="use the trained generator instead of its moving average",
+    )
 
     reference = commands.add_parser("reference", help="print the recipe reference")
     reference.add_argument("--out", type=Path, help="write it here instead of stdout")
@@ -189,9 +254,15 @@ def _eval(args: argparse.Namespace) -> int:
     if args.checkpoint is not None and not args.checkpoint.is_file():
         raise GanzooError(f"--checkpoint: file not found: {args.checkpoint}")
     show_bar = {"auto": None, "bar": True, "lines": False}[args.progress]
-    record = evaluate_recipe(args.recipe, args.overrides, seeds=args.seeds,
-                             retrain=args.retrain, run_dir=args.run_dir,
-                             checkpoint=args.checkpoint, show_bar=show_bar)
+    record = evaluate_recipe(
+        args.recipe,
+        args.overrides,
+        seeds=args.seeds,
+        retrain=args.retrain,
+        run_dir=args.run_dir,
+        checkpoint=args.checkpoint,
+        show_bar=show_bar,
+    )
     results = args.results or DEFAULT_RESULTS
     _keep_sample_grids(record, results.parent / "samples")
     path = write_record(record, results)
@@ -211,10 +282,16 @@ def _keep_sample_grids(record: dict, folder: Path) -> None:
 
     for seed in record["seeds"]:
         run_dir = Path(seed["run_dir"]) if seed.get("run_dir") else None
-        grids = sorted(run_dir.glob("fakes-kimg*.png")) if run_dir and run_dir.is_dir() else []
+        grids = (
+            sorted(run_dir.glob("fakes-kimg*.png"))
+            if run_dir and run_dir.is_dir()
+            else []
+        )
         if grids:
             folder.mkdir(parents=True, exist_ok=True)
-            name = safe_name(f"{record['name']}-{record['recipe_hash'][:10]}-seed{seed['seed']}")
+            name = safe_name(
+                f"{record['name']}-{record['recipe_hash'][:10]}-seed{seed['seed']}"
+            )
             target = folder / f"{name}.png"
             shutil.copyfile(grids[-1], target)
             seed["samples"] = str(target)
@@ -228,8 +305,10 @@ def _leaderboard(args: argparse.Namespace) -> int:
     standings = build_standings(records, dataset=args.dataset, metric=args.metric)
     if args.dataset and not standings.datasets():
         known = sorted({r.get("dataset", "?") for r in records})
-        raise GanzooError(f"--dataset: no record for {args.dataset!r}; data sets with "
-                          f"records: {', '.join(known) or 'none'}")
+        raise GanzooError(
+            f"--dataset: no record for {args.dataset!r}; data sets with "
+            f"records: {', '.join(known) or 'none'}"
+        )
     if args.format == "html":
         out = args.out or Path("leaderboard") / "site" / "index.html"
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -237,8 +316,11 @@ def _leaderboard(args: argparse.Namespace) -> int:
         log.info("wrote %s", out)
         return 0
     base = args.out.parent if args.out is not None else Path.cwd()
-    text = (render_markdown(standings, base) if args.format == "md"
-            else render_json(standings))
+    text = (
+        render_markdown(standings, base)
+        if args.format == "md"
+        else render_json(standings)
+    )
     if args.out is None:
         print(text, end="")
     else:
@@ -273,8 +355,14 @@ def _metrics(args: argparse.Namespace) -> int:
     from .evaluation._sides import score_sides
 
     names = [m.strip() for m in args.metrics.split(",")] if args.metrics else None
-    result = score_sides(args.real, args.fake, extractor=args.feature_extractor,
-                         metrics=names, n=args.n, seed=args.seed)
+    result = score_sides(
+        args.real,
+        args.fake,
+        extractor=args.feature_extractor,
+        metrics=names,
+        n=args.n,
+        seed=args.seed,
+    )
     print(json.dumps(result, indent=2) if args.json else format_scores(result))
     return 0
 
@@ -316,21 +404,29 @@ def _plugins(args: argparse.Namespace) -> int:
 
         near = closest(args.kind, KINDS)
         hint = f" (did you mean {near[0]!r}?)" if near else ""
-        raise GanzooError(f"--kind: unknown kind {args.kind!r}{hint}; kinds are: "
-                          f"{', '.join(KINDS)}")
+        raise GanzooError(
+            f"--kind: unknown kind {args.kind!r}{hint}; kinds are: {', '.join(KINDS)}"
+        )
     kinds = [args.kind] if args.kind else list(KINDS)
 
     listing: dict[str, list[dict]] = {}
     for kind in kinds:
         listing[kind] = []
         for entry in registry.all_entries(kind):
-            item = {"name": entry.name, "origin": entry.origin, "summary": entry.summary}
+            item = {
+                "name": entry.name,
+                "origin": entry.origin,
+                "summary": entry.summary,
+            }
             if len(registry.entries[kind][entry.name]) > 1:
                 item["error"] = "name registered more than once"
             listing[kind].append(item)
     listing["broken"] = [
-        {"name": problem.origin.split(" (")[0], "origin": problem.origin,
-         "error": problem.message}
+        {
+            "name": problem.origin.split(" (")[0],
+            "origin": problem.origin,
+            "error": problem.message,
+        }
         for problem in registry.problems
     ]
 

@@ -1,1 +1,1 @@
-"""The built-in plugins, registered through the `ganzoo` entry-point group like any other."""
+"""The built-in plugins, registered through the `ganzoo` entry-point group."""

@@ -106,7 +106,9 @@ class InceptionScore(Metric):
         from torch_fidelity.metric_isc import isc_features_to_metric
 
         value = isc_features_to_metric(
-            fake.logits.detach().cpu(), splits=self.splits, shuffle=True,
+            fake.logits.detach().cpu(),
+            splits=self.splits,
+            shuffle=True,
             rng_seed=self.seed,
         )
         return {
@@ -129,8 +131,13 @@ class PrecisionRecallDensityCoverage(Metric):
     options = (
         Option("k_pr", int, 3, "neighbours for precision/recall", minimum=1),
         Option("k_dc", int, 5, "neighbours for density/coverage", minimum=1),
-        Option("max_samples", int, 10000, "subsample each side to at most this many",
-               minimum=10),
+        Option(
+            "max_samples",
+            int,
+            10000,
+            "subsample each side to at most this many",
+            minimum=10,
+        ),
     )
 
     def applies_to(self, real: SampleSet) -> bool:
@@ -206,19 +213,29 @@ class MixtureModes(Metric):
     name = "modes"
     requires: ClassVar[tuple[str, ...]] = ("samples",)
     options = (
-        Option("threshold", float, 3.0, "high quality within this many std",
-               minimum=0.0, exclusive_minimum=True),
+        Option(
+            "threshold",
+            float,
+            3.0,
+            "high quality within this many std",
+            minimum=0.0,
+            exclusive_minimum=True,
+        ),
         Option("n", int, 2500, "samples scored (the protocol's 2,500)", minimum=1),
     )
 
     def applies_to(self, real: SampleSet) -> bool:
-        return real.dataset is not None and callable(getattr(real.dataset, "means", None))
+        return real.dataset is not None and callable(
+            getattr(real.dataset, "means", None)
+        )
 
     def compute(self, real: SampleSet, fake: SampleSet) -> dict[str, Any]:
         if fake.samples is None or fake.samples.dim() != 2:
             raise GanzooError(f"{fake.name}: mode scores need 2-D points")
         return mixture_scores(
-            fake.samples[: self.n], real.dataset.means(), float(real.dataset.std),
+            fake.samples[: self.n],
+            real.dataset.means(),
+            float(real.dataset.std),
             self.threshold,
         )
 
@@ -248,15 +265,23 @@ class ClassCoverage(Metric):
     name = "classes"
     requires: ClassVar[tuple[str, ...]] = ("logits",)
     options = (
-        Option("min_share", float, 0.1, "covered at this fraction of the uniform share",
-               minimum=0.0),
+        Option(
+            "min_share",
+            float,
+            0.1,
+            "covered at this fraction of the uniform share",
+            minimum=0.0,
+        ),
     )
 
     def applies_to(self, real: SampleSet) -> bool:
         return real.logits is not None and real.logits.dim() == 2
 
     def compute(self, real: SampleSet, fake: SampleSet) -> dict[str, Any]:
-        real_hist, fake_hist = class_histogram(real.logits), class_histogram(fake.logits)
+        real_hist, fake_hist = (
+            class_histogram(real.logits),
+            class_histogram(fake.logits),
+        )
         classes = real.logits.shape[-1]
         share = fake_hist / fake_hist.sum()
         covered = int((share >= self.min_share / classes).sum())
@@ -305,4 +330,3 @@ def ganzoo_metrics() -> list[type[Metric]]:
         ClassCoverage,
         StackedModes,
     ]
-

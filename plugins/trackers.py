@@ -35,7 +35,7 @@ def _numbers(stats: Mapping[str, Any]) -> dict[str, float]:
 
 
 class WandbTracker(Tracker):
-    """Weights & Biases run with losses, diagnostics and sample grids (offline by default).
+    """A Weights & Biases run: losses, diagnostics and sample grids, offline by default.
 
     Offline runs are written under the run directory's ``wandb/`` folder and can be
     uploaded later with ``wandb sync``.
@@ -43,7 +43,13 @@ class WandbTracker(Tracker):
 
     name = "wandb"
     options = (
-        Option("mode", str, "offline", "wandb mode", choices=("offline", "online", "disabled")),
+        Option(
+            "mode",
+            str,
+            "offline",
+            "wandb mode",
+            choices=("offline", "online", "disabled"),
+        ),
         Option("project", str, "ganzoo", "wandb project"),
         Option("entity", str, None, "wandb entity (team or user)", nullable=True),
     )
@@ -96,7 +102,9 @@ class TensorBoardTracker(Tracker):
     """TensorBoard event files under the run directory's ``tensorboard/`` folder."""
 
     name = "tensorboard"
-    options = (Option("flush_secs", int, 30, "seconds between flushes to disk", minimum=1),)
+    options = (
+        Option("flush_secs", int, 30, "seconds between flushes to disk", minimum=1),
+    )
 
     def __init__(self, **values: Any) -> None:
         super().__init__(**values)
@@ -106,7 +114,9 @@ class TensorBoardTracker(Tracker):
     def start(self, run: RunInfo) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(str(run.run_dir / "tensorboard"), flush_secs=self.flush_secs)
+        self.writer = SummaryWriter(
+            str(run.run_dir / "tensorboard"), flush_secs=self.flush_secs
+        )
 
     def log_stats(self, stats: Mapping[str, Any], step: int) -> None:
         if self.writer is not None:

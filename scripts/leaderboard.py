@@ -22,8 +22,16 @@ REPO = Path(__file__).resolve().parents[1]
 STANDINGS = {
     "ring": ["gan", "mm-gan", "lsgan", "wgan-gp", "pacgan2"],
     "grid": ["gan", "mm-gan", "lsgan", "wgan-gp", "pacgan2"],
-    "fashion-mnist": ["gan", "mm-gan", "lsgan", "hinge", "wgan", "wgan-gp", "gan-r1",
-                      "dcgan-seed"],
+    "fashion-mnist": [
+        "gan",
+        "mm-gan",
+        "lsgan",
+        "hinge",
+        "wgan",
+        "wgan-gp",
+        "gan-r1",
+        "dcgan-seed",
+    ],
 }
 
 
@@ -37,8 +45,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="comma-separated data sets (default: all)")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--gpu-scale", type=float, default=10.0,
-                        help="budget multiplier when CUDA is available")
+    parser.add_argument(
+        "--gpu-scale",
+        type=float,
+        default=10.0,
+        help="budget multiplier when CUDA is available",
+    )
     args = parser.parse_args()
 
     chosen = args.only.split(",") if args.only else list(STANDINGS)
@@ -52,7 +64,9 @@ def main() -> int:
                 kimg = load_recipe(REPO / recipe).config["train"]["kimg"]
                 overrides = [f"train.kimg={kimg * args.gpu_scale:g}"]
             seeds = 1 if method == "dcgan-seed" else args.seeds
-            ganzoo("eval", recipe, *overrides, "--seeds", str(seeds), "--progress", "lines")
+            ganzoo(
+                "eval", recipe, *overrides, "--seeds", str(seeds), "--progress", "lines"
+            )
     ganzoo("leaderboard", "--format", "md", "--out", "leaderboard/LEADERBOARD.md")
     ganzoo("leaderboard", "--format", "html", "--out", "leaderboard/site/index.html")
     return 0

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from ganzoo_plugins.datasets import FashionMnist
 
 from ganzoo._registry import build_registry
 from ganzoo.evaluation import Scorer
-from ganzoo_plugins.datasets import FashionMnist
 
 from .conftest import REPO, TINY_RING, listing, needs_fashion, write
 
@@ -21,19 +21,29 @@ def private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("GANZOO_CACHE", str(tmp_path / "cache"))
 
 
-def test_eval_of_a_tiny_ring_recipe_trains_scores_and_writes_a_record(tmp_path,
-                                                                        monkeypatch, cli):
+def test_eval_of_a_tiny_ring_recipe_trains_scores_and_writes_a_record(
+    tmp_path, monkeypatch, cli
+):
     monkeypatch.chdir(tmp_path)
     recipe = write(tmp_path / "ring.yaml", TINY_RING + "eval: {n_fake: 2500}\n")
     status, out, err = cli("eval", recipe, "--json")
     assert status == 0, err
-    record = json.loads(out[out.index("{"):])
-    for key in ("modes", "high_quality", "reverse_kl", "precision", "recall", "density",
-                "coverage"):
+    record = json.loads(out[out.index("{") :])
+    for key in (
+        "modes",
+        "high_quality",
+        "reverse_kl",
+        "precision",
+        "recall",
+        "density",
+        "coverage",
+    ):
         assert key in record
     assert 0 <= record["modes"] <= 8
     protocol = record["protocol"]
-    assert protocol["n_fake"] == 2500 and protocol["k_pr"] == 3 and protocol["k_dc"] == 5
+    assert (
+        protocol["n_fake"] == 2500 and protocol["k_pr"] == 3 and protocol["k_dc"] == 5
+    )
     assert protocol["reference"]["split"] == "test"
     assert protocol["versions"]["torch"] == torch.__version__
     assert protocol["recipe_hash"] == record["recipe_hash"]
@@ -54,7 +64,7 @@ def test_eval_with_seeds_reports_mean_and_std(tmp_path, monkeypatch, cli):
     recipe = write(tmp_path / "ring.yaml", TINY_RING + "eval: {n_fake: 500}\n")
     status, out, _ = cli("eval", recipe, "--seeds", 2, "--json")
     assert status == 0
-    record = json.loads(out[out.index("{"):])
+    record = json.loads(out[out.index("{") :])
     assert record["n_seeds"] == 2 and [s["seed"] for s in record["seeds"]] == [0, 1]
     assert record["seeds"][0]["run_dir"] != record["seeds"][1]["run_dir"]
     values = [s["final"]["high_quality"] for s in record["seeds"]]
@@ -112,7 +122,7 @@ def test_nan_samples_are_an_error_naming_the_run(tmp_path, monkeypatch, cli):
     for values in state["generator_ema"].values():
         values.fill_(float("nan"))
     torch.save(state, tmp_path / "run" / "final.pt")
-    status, out, err = cli("eval", recipe, "--run-dir", tmp_path / "run")
+    status, _, err = cli("eval", recipe, "--run-dir", tmp_path / "run")
     assert status == 1
     assert str(tmp_path / "run") in err and "NaN" in err
     [stored] = list((tmp_path / "leaderboard" / "results").glob("*.json"))
@@ -134,17 +144,23 @@ def test_real_features_are_cached_by_content(tmp_path):
     # Another subset, another split or other weights miss the cache.
     assert scorer.real_set(dataset, "test", n_real=100)[1]["cache"] == "miss"
     assert scorer.real_set(dataset, "train")[1]["cache"] == "miss"
-    weights = Path(scorer.extractor.weights_path) if hasattr(
-        scorer.extractor, "weights_path") else None
+    weights = (
+        Path(scorer.extractor.weights_path)
+        if hasattr(scorer.extractor, "weights_path")
+        else None
+    )
     if weights is not None:
         changed = tmp_path / "changed.pt"
         state = torch.load(weights, weights_only=True)
         first_key = next(iter(state))
         state[first_key] = state[first_key] + 1
         torch.save(state, changed)
-        other = Scorer.create(registry, dataset.data_shape(), dataset_name="fashion-mnist")
-        other.extractor = registry.get("feature-extractor", "fashion-classifier").cls.create(
-            weights=str(changed))
+        other = Scorer.create(
+            registry, dataset.data_shape(), dataset_name="fashion-mnist"
+        )
+        other.extractor = registry.get(
+            "feature-extractor", "fashion-classifier"
+        ).cls.create(weights=str(changed))
         assert other.real_set(dataset, "test")[1]["cache"] == "miss"
 
     # A damaged cache file is recomputed, not trusted.
@@ -159,14 +175,31 @@ def test_real_features_are_cached_by_content(tmp_path):
 def test_eval_of_a_tiny_fashion_mnist_recipe(tmp_path, monkeypatch, cli):
     monkeypatch.chdir(tmp_path)
     recipe = REPO / "recipes" / "fashion-mnist" / "gan.yaml"
-    overrides = ["data.limit=512", "train.kimg=0.256", "train.tick_kimg=0.128",
-                 "train.snapshot_kimg=0.256", "eval.n_fake=600", "eval.n_real=500",
-                 "eval.eval_kimg=0.128", "eval.during_n=200"]
+    overrides = [
+        "data.limit=512",
+        "train.kimg=0.256",
+        "train.tick_kimg=0.128",
+        "train.snapshot_kimg=0.256",
+        "eval.n_fake=600",
+        "eval.n_real=500",
+        "eval.eval_kimg=0.128",
+        "eval.during_n=200",
+    ]
     status, out, err = cli("eval", recipe, *overrides, "--json")
     assert status == 0, err
-    record = json.loads(out[out.index("{"):])
-    for key in ("fid", "kid", "kid_std", "is", "precision", "recall", "density",
-                "coverage", "classes_covered", "class_kl"):
+    record = json.loads(out[out.index("{") :])
+    for key in (
+        "fid",
+        "kid",
+        "kid_std",
+        "is",
+        "precision",
+        "recall",
+        "density",
+        "coverage",
+        "classes_covered",
+        "class_kl",
+    ):
         assert key in record, key
     protocol = record["protocol"]
     assert protocol["feature_extractor"]["name"] == "fashion-classifier"
@@ -175,7 +208,10 @@ def test_eval_of_a_tiny_fashion_mnist_recipe(tmp_path, monkeypatch, cli):
     assert protocol["n_real"] == 500 and protocol["n_fake"] == 600
     assert "best" in record and record["best"]["kimg"] <= record["kimg"]
     run_dir = Path(record["seeds"][0]["run_dir"])
-    evals = [json.loads(line) for line in (run_dir / "stats.jsonl").open()
-             if '"eval"' in line]
+    evals = [
+        json.loads(line)
+        for line in (run_dir / "stats.jsonl").open()
+        if '"eval"' in line
+    ]
     assert [round(e["kimg"], 3) for e in evals] == [0.128, 0.256]
     assert (run_dir / "best.pt").is_file()

@@ -16,29 +16,59 @@ from ganzoo.leaderboard._render import render_html, render_markdown
 from ganzoo.training._grids import save_image_grid
 
 PROTOCOL = {
-    "feature_extractor": {"name": "fashion-classifier", "weights_hash": "abc123",
-                          "preprocessing": "none"},
+    "feature_extractor": {
+        "name": "fashion-classifier",
+        "weights_hash": "abc123",
+        "preprocessing": "none",
+    },
     "reference": {"dataset": "fashion-mnist", "split": "test", "fingerprint": "f00d"},
-    "n_real": 10000, "n_fake": 10000, "k_pr": 3, "k_dc": 5,
+    "n_real": 10000,
+    "n_fake": 10000,
+    "k_pr": 3,
+    "k_dc": 5,
     "versions": {"ganzoo": "0.1.0", "torch": "2.14.1"},
 }
 
 
-def record(name, fid, *, recipe_hash=None, status="ok", std=None, protocol=None,
-           created="2026-12-03T10:00:00", samples=None, **extra):
+def record(
+    name,
+    fid,
+    *,
+    recipe_hash=None,
+    status="ok",
+    std=None,
+    protocol=None,
+    created="2026-12-03T10:00:00",
+    samples=None,
+    **extra,
+):
     data = {
-        "name": name, "status": status, "dataset": "fashion-mnist",
+        "name": name,
+        "status": status,
+        "dataset": "fashion-mnist",
         "recipe": f"recipes/fashion-mnist/{name}.yaml",
         "recipe_hash": recipe_hash or (name * 4)[:16].ljust(16, "0"),
-        "created": created, "n_seeds": 3, "protocol": protocol or PROTOCOL,
-        "training": {"kimg": 40, "sec_per_kimg": 12.5, "peak_host_mem_gb": 1.2,
-                     "device": "cpu"},
-        "seeds": [{"seed": 0, "samples": samples, "curve": [[10, {"fid": fid + 5}],
-                                                            [20, {"fid": fid}]]}],
+        "created": created,
+        "n_seeds": 3,
+        "protocol": protocol or PROTOCOL,
+        "training": {
+            "kimg": 40,
+            "sec_per_kimg": 12.5,
+            "peak_host_mem_gb": 1.2,
+            "device": "cpu",
+        },
+        "seeds": [
+            {
+                "seed": 0,
+                "samples": samples,
+                "curve": [[10, {"fid": fid + 5}], [20, {"fid": fid}]],
+            }
+        ],
     }
     if status == "ok":
-        data.update({"fid": fid, "precision": 0.5, "recall": 0.4,
-                     "std": std or {"fid": 1.5}})
+        data.update(
+            {"fid": fid, "precision": 0.5, "recall": 0.4, "std": std or {"fid": 1.5}}
+        )
     else:
         data["errors"] = ["seed 1 diverged: 12 of 500 samples are NaN"]
     data.update(extra)
@@ -81,7 +111,7 @@ def test_ranking_by_fid_lowest_first_and_by_recall_highest_first():
     assert table.metric == "fid"
     assert [r["name"] for r in table.rows] == ["a", "c", "b"]
     [table] = build_standings(records, metric="recall").tables
-    assert [r["name"] for r in table.rows][0] == "c"
+    assert table.rows[0]["name"] == "c"
 
 
 def test_different_protocols_are_never_ranked_together():
@@ -91,12 +121,16 @@ def test_different_protocols_are_never_ranked_together():
     assert len(standings.tables) == 2
     for table in standings.tables:
         assert len(table.rows) == 1
-        assert any("n_fake 10000 vs 2000" in r or "n_fake 2000 vs 10000" in r
-                   for r in table.apart)
+        assert any(
+            "n_fake 10000 vs 2000" in r or "n_fake 2000 vs 10000" in r
+            for r in table.apart
+        )
 
 
 def test_failed_runs_are_shown_but_not_ranked():
-    standings = build_standings([record("ok", 20.0), record("broken", 0.0, status="failed")])
+    standings = build_standings(
+        [record("ok", 20.0), record("broken", 0.0, status="failed")]
+    )
     [table] = standings.tables
     assert [r["name"] for r in table.rows] == ["ok"]
     assert [r["name"] for r in standings.failed["fashion-mnist"]] == ["broken"]
@@ -124,8 +158,10 @@ def _site(tmp_path):
     import torch
 
     save_image_grid(torch.rand(16, 1, 28, 28), grid)
-    records = [record(name, fid, samples=str(grid))
-               for name, fid in (("zeta", 20.0), ("alpha", 25.0), ("mid", 30.0))]
+    records = [
+        record(name, fid, samples=str(grid))
+        for name, fid in (("zeta", 20.0), ("alpha", 25.0), ("mid", 30.0))
+    ]
     out = tmp_path / "site" / "index.html"
     render_html(build_standings(records), out)
     return out
@@ -145,13 +181,26 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 def _chromium(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr",
-         "--v=0", "--virtual-time-budget=5000", *args],
-        capture_output=True, text=True, timeout=120)
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--virtual-time-budget=5000",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed "
-                    "(apt-get install chromium; .ci/run installs it)")
+@pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="Chromium is not installed (apt-get install chromium; .ci/run installs it)",
+)
 def test_html_page_in_a_real_browser(tmp_path):
     out = _site(tmp_path)
     url = out.resolve().as_uri()
@@ -162,15 +211,21 @@ def test_html_page_in_a_real_browser(tmp_path):
     assert 'data-images-loaded="true"' in loaded.stdout
 
     def names(dom: str) -> list[str]:
-        body = dom[dom.index("<tbody>"):]
+        body = dom[dom.index("<tbody>") :]
         return re.findall(r"<td class=\"name\">([a-z]+)</td>", body)
 
     # Ranked by FID first; sorting by a column reorders the rows.
     assert names(loaded.stdout) == ["zeta", "alpha", "mid"]
     assert names(_chromium("--dump-dom", url + "#sort=name").stdout) == [
-        "alpha", "mid", "zeta"]
+        "alpha",
+        "mid",
+        "zeta",
+    ]
     assert names(_chromium("--dump-dom", url + "#sort=fid").stdout) == [
-        "zeta", "alpha", "mid"]
+        "zeta",
+        "alpha",
+        "mid",
+    ]
 
     shot = tmp_path / "shot.png"
     _chromium(f"--screenshot={shot}", "--window-size=1200,800", url)

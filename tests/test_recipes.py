@@ -206,7 +206,10 @@ def test_every_option_of_every_section_is_filled_in(tmp_path):
     assert set(config["train"]) == {o.name for o in TRAIN}
     assert config["train"]["n_critic"] == 1
     # The reference split defaults to the data set's test split where it has one.
-    assert config["eval"] == {**{o.name: o.default for o in EVAL}, "reference_split": "test"}
+    assert config["eval"] == {
+        **{o.name: o.default for o in EVAL},
+        "reference_split": "test",
+    }
     assert config["tracking"] == {"tensorboard": {"flush_secs": 30}}
 
 
@@ -332,4 +335,5 @@ def test_committed_recipe_reference_is_up_to_date(monkeypatch):
     monkeypatch.delenv("GANZOO_PLUGINS", raising=False)
     committed = (REPO / "docs" / "recipes.md").read_text()
     assert render_reference(build_registry()) == committed, (
-        "docs/recipes.md is stale: run `ganzoo reference --out docs/recipes.md`")
+        "docs/recipes.md is stale: run `ganzoo reference --out docs/recipes.md`"
+    )

@@ -38,7 +38,7 @@ def test_installed_third_party_package_is_found_by_entry_point(tmp_path, monkeyp
     write(dist / "entry_points.txt", "[ganzoo]\ngap = thirdparty_gap\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     entry = build_registry().get("loss", "gap")
-    assert "entry point gap = thirdparty_gap (thirdparty-gap 1.0)" == entry.origin
+    assert entry.origin == "entry point gap = thirdparty_gap (thirdparty-gap 1.0)"
 
 
 def test_environment_variable_loads_a_plugin_file(tmp_path, monkeypatch):
@@ -104,7 +104,8 @@ def test_broken_module_is_reported_and_others_still_work(tmp_path, monkeypatch, 
         ('class Bad(Loss):\n    name = "no-doc"\n', "no docstring"),
         ('class Bad:\n    """Doc."""\n    name = "not-a-loss"\n', "not a subclass"),
         (
-            'class Bad(Loss):\n    """Doc."""\n    name = "bad-opts"\n    options = ["x"]\n',
+            'class Bad(Loss):\n    """Doc."""\n    name = "bad-opts"\n'
+            '    options = ["x"]\n',
             "tuple of ganzoo.Option",
         ),
     ],

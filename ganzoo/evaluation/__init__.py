@@ -1,7 +1,13 @@
 """Evaluation: feature extraction with a content-keyed cache, metrics, records."""
 
 from ._evaluator import build_record, evaluate_recipe, score_checkpoint, scorer_for
-from ._scoring import NonFiniteError, Scorer, default_extractor, default_metrics, quantize
+from ._scoring import (
+    NonFiniteError,
+    Scorer,
+    default_extractor,
+    default_metrics,
+    quantize,
+)
 
 __all__ = [
     "NonFiniteError",

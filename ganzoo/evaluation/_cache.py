@@ -51,8 +51,11 @@ def cached(
                 return stored["tensors"], True
             log.warning("feature cache %s does not match its key; recomputing", path)
         except Exception as error:  # a damaged cache file is recomputed, not trusted
-            log.warning("feature cache %s is unreadable (%s); recomputing", path,
-                        type(error).__name__)
+            log.warning(
+                "feature cache %s is unreadable (%s); recomputing",
+                path,
+                type(error).__name__,
+            )
     tensors = compute()
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")

@@ -94,45 +94,62 @@ def evaluate_recipe(
     checkpoint: Path | None = None,
     show_bar: bool | None = None,
 ) -> dict[str, Any]:
-    """Evaluate a recipe (training the seeds that have no finished run) into a record."""
+    """Evaluate a recipe into a record, training seeds that have no finished run."""
     recipe = load_recipe(recipe_path, overrides)
     scorer = scorer_for(recipe)
     if seeds > 1 and (run_dir or checkpoint):
-        raise GanzooError("--seeds trains several runs; it cannot be combined with "
-                          "--run-dir or --checkpoint")
+        raise GanzooError(
+            "--seeds trains several runs; it cannot be combined with "
+            "--run-dir or --checkpoint"
+        )
     base_seed = recipe.config["train"]["seed"]
     seed_recipes = [
-        recipe if i == 0 else load_recipe(recipe_path, [*overrides,
-                                                       f"train.seed={base_seed + i}"])
+        recipe
+        if i == 0
+        else load_recipe(recipe_path, [*overrides, f"train.seed={base_seed + i}"])
         for i in range(seeds)
     ]
 
     settings = recipe.config["eval"]
     dataset = recipe.dataset()
-    real, reference = scorer.real_set(dataset, settings["reference_split"],
-                                      n_real=settings["n_real"], seed=settings["seed"])
+    real, reference = scorer.real_set(
+        dataset,
+        settings["reference_split"],
+        n_real=settings["n_real"],
+        seed=settings["seed"],
+    )
     results = []
     for seed_recipe in seed_recipes:
         seed = seed_recipe.config["train"]["seed"]
         directory = run_dir or default_run_dir(seed_recipe)
-        if run_dir is not None and checkpoint is None and not (run_dir / FINAL).is_file():
-            raise GanzooError(f"--run-dir {run_dir} holds no finished run ({FINAL}); "
-                              "train it first or leave out --run-dir")
+        if (
+            run_dir is not None
+            and checkpoint is None
+            and not (run_dir / FINAL).is_file()
+        ):
+            raise GanzooError(
+                f"--run-dir {run_dir} holds no finished run ({FINAL}); "
+                "train it first or leave out --run-dir"
+            )
         if run_dir is None and checkpoint is None:
             _ensure_trained(seed_recipe, directory, retrain=retrain, show_bar=show_bar)
-        results.append(_score_run(seed, directory, checkpoint, scorer, real, reference,
-                                  settings))
+        results.append(
+            _score_run(seed, directory, checkpoint, scorer, real, reference, settings)
+        )
     return build_record(recipe, results, recipe_path)
 
 
-def _ensure_trained(recipe: Recipe, run_dir: Path, *, retrain: bool,
-                    show_bar: bool | None) -> None:
+def _ensure_trained(
+    recipe: Recipe, run_dir: Path, *, retrain: bool, show_bar: bool | None
+) -> None:
     finished = (run_dir / FINAL).is_file()
     if finished and not retrain:
         log.info("using the finished run %s", run_dir)
         return
     if retrain and run_dir.exists():
-        kept = run_dir.with_name(f"{run_dir.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+        kept = run_dir.with_name(
+            f"{run_dir.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}"
+        )
         run_dir.rename(kept)
         log.info("--retrain: moved the old run to %s", kept)
     resume = (run_dir / "checkpoint-last.pt").is_file()
@@ -141,10 +158,15 @@ def _ensure_trained(recipe: Recipe, run_dir: Path, *, retrain: bool,
     train_recipe(recipe, run_dir, resume=resume, show_bar=show_bar)
 
 
-def _score_run(seed, run_dir, checkpoint, scorer, real, reference, settings) -> SeedResult:
+def _score_run(
+    seed, run_dir, checkpoint, scorer, real, reference, settings
+) -> SeedResult:
     which = ["final"]
-    if settings["checkpoint"] in ("best", "both") and run_dir is not None and (
-            run_dir / "best.pt").is_file():
+    if (
+        settings["checkpoint"] in ("best", "both")
+        and run_dir is not None
+        and (run_dir / "best.pt").is_file()
+    ):
         which = ["best"] if settings["checkpoint"] == "best" else ["final", "best"]
     results, protocol = {}, {}
     for name in which:
@@ -152,13 +174,23 @@ def _score_run(seed, run_dir, checkpoint, scorer, real, reference, settings) -> 
         loaded = load_generator(run_dir, source)
         label = f"{run_dir if checkpoint is None else checkpoint} ({name})"
         try:
-            results[name], protocol = score_checkpoint(loaded, scorer, real, reference,
-                                                       settings, label)
+            results[name], protocol = score_checkpoint(
+                loaded, scorer, real, reference, settings, label
+            )
         except NonFiniteError as error:
-            return SeedResult(seed, run_dir, {}, protocol, _training(run_dir),
-                              status="failed", error=str(error))
-        protocol.setdefault("checkpoints", {})[name] = {"kimg": loaded.kimg,
-                                                        "path": str(loaded.checkpoint)}
+            return SeedResult(
+                seed,
+                run_dir,
+                {},
+                protocol,
+                _training(run_dir),
+                status="failed",
+                error=str(error),
+            )
+        protocol.setdefault("checkpoints", {})[name] = {
+            "kimg": loaded.kimg,
+            "path": str(loaded.checkpoint),
+        }
     return SeedResult(seed, run_dir, results, protocol, _training(run_dir))
 
 
@@ -168,8 +200,11 @@ def _curve(run_dir: Path | None) -> list:
 
     if run_dir is None or not (run_dir / "stats.jsonl").is_file():
         return []
-    entries = [json.loads(line) for line in (run_dir / "stats.jsonl").open()
-               if '"eval"' in line]
+    entries = [
+        json.loads(line)
+        for line in (run_dir / "stats.jsonl").open()
+        if '"eval"' in line
+    ]
     return [[entry["kimg"], entry["eval"]] for entry in entries if "eval" in entry]
 
 
@@ -179,10 +214,16 @@ def _training(run_dir: Path | None) -> dict[str, Any]:
 
     if run_dir is None or not (run_dir / "stats.jsonl").is_file():
         return {}
-    ticks = [json.loads(line) for line in (run_dir / "stats.jsonl").open()
-             if line.strip() and '"tick"' in line]
-    info = json.loads((run_dir / "run.json").read_text()) if (
-        run_dir / "run.json").is_file() else {}
+    ticks = [
+        json.loads(line)
+        for line in (run_dir / "stats.jsonl").open()
+        if line.strip() and '"tick"' in line
+    ]
+    info = (
+        json.loads((run_dir / "run.json").read_text())
+        if (run_dir / "run.json").is_file()
+        else {}
+    )
     if not ticks:
         return {}
     last = ticks[-1]
@@ -196,8 +237,9 @@ def _training(run_dir: Path | None) -> dict[str, Any]:
     }
 
 
-def build_record(recipe: Recipe, results: list[SeedResult],
-                 recipe_path: Path | None) -> dict[str, Any]:
+def build_record(
+    recipe: Recipe, results: list[SeedResult], recipe_path: Path | None
+) -> dict[str, Any]:
     """One evaluation record: mean scores at the top, per-seed detail below."""
     ok = [r for r in results if r.status == "ok"]
     record: dict[str, Any] = {
@@ -221,20 +263,28 @@ def build_record(recipe: Recipe, results: list[SeedResult],
             record["best"] = {**_mean(best), "std": _std(best)}
     protocol = dict(ok[0].protocol if ok else results[0].protocol)
     protocol.pop("checkpoints", None)
-    protocol.update({
-        "train_seeds": [r.seed for r in results],
-        "recipe_hash": recipe.hash,
-        "git_commit": _git_commit(),
-        "versions": software_versions(),
-    })
+    protocol.update(
+        {
+            "train_seeds": [r.seed for r in results],
+            "recipe_hash": recipe.hash,
+            "git_commit": _git_commit(),
+            "versions": software_versions(),
+        }
+    )
     record["protocol"] = protocol
     record["training"] = _mean([r.training for r in ok if r.training], keep_text=True)
     record["config"] = recipe.config
     record["seeds"] = [
-        {"seed": r.seed, "run_dir": str(r.run_dir) if r.run_dir else None,
-         "status": r.status, **({"error": r.error} if r.error else {}),
-         **r.results, "checkpoints": r.protocol.get("checkpoints", {}),
-         "training": r.training, "curve": _curve(r.run_dir)}
+        {
+            "seed": r.seed,
+            "run_dir": str(r.run_dir) if r.run_dir else None,
+            "status": r.status,
+            **({"error": r.error} if r.error else {}),
+            **r.results,
+            "checkpoints": r.protocol.get("checkpoints", {}),
+            "training": r.training,
+            "curve": _curve(r.run_dir),
+        }
         for r in results
     ]
     return record
@@ -274,17 +324,28 @@ def _std(items: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and \
-        math.isfinite(value)
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+    )
 
 
 def _git_commit() -> str | None:
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True,
-                                text=True, timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
         return commit + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return None
-

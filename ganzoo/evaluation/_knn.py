@@ -82,7 +82,7 @@ _ABSOLUTE_SLACK = 2.0**-100
 _EXACT_ENTRIES = 1 << 24
 
 _DEFAULT_BLOCK = {"cpu": 1024, "cuda": 4096}
-_TILE_ENTRIES = {"cpu": 1 << 24, "cuda": 1 << 26}
+_TILE_ENTRIES = {"cpu": 1 << 25, "cuda": 1 << 26}
 
 
 # Public API.
@@ -182,29 +182,24 @@ def precision_recall_density_coverage(
 
         # Radii: k_pr and k_dc for the real set, k_pr for the fake set. Each
         # set then keeps only the side of the product the cross pass needs.
+        # Radii are bounded for every point, and exact only where needed.
         real_points = _Points.build(
             real, real_center, scale, device, right=real_radii is None
         )
         if real_radii is None:
-            radii = _radii(real_points, [k_pr, k_dc], block, columns)
+            radii = _Radii.find(real_points, [k_pr, k_dc], block, columns)
         else:
-            radii = {k: r.to(device) for k, r in real_radii.items()}
+            given = {k: r.to(device) for k, r in real_radii.items()}
+            radii = _Radii.given(real_points, given)
         real_points.right = None
         fake_points = _Points.build(fake, fake_center, scale, device)
-        fake_radius = _radii(fake_points, [k_pr], block, columns)[k_pr]
+        fake_radii = _Radii.find(fake_points, [k_pr], block, columns)
         fake_points.left = None
 
         # Real x fake: the real points move by the difference of the centres.
         offset = ((real_center - fake_center) * scale).to(device)
         counts = _cross(
-            real_points,
-            fake_points,
-            offset,
-            radii[k_pr],
-            radii[k_dc],
-            fake_radius,
-            block,
-            columns,
+            real_points, fake_points, offset, radii, fake_radii, k_pr, k_dc, block
         )
 
     n_real, n_fake = real.shape[0], fake.shape[0]
@@ -559,52 +554,125 @@ def _exact_distances(
 # The self pass: k-NN radii.
 
 
+@dataclass
+class _Radii:
+    """The k-NN radii of one set: bounds for every point, exact values on demand.
+
+    Each candidate's squared distance lies in [lower, upper], so the (k+1)-th
+    smallest lies in [low, high], the (k+1)-th smallest lower and upper bounds
+    (``high`` from the candidates, ``low`` because every other point lies
+    beyond ``lower[:, -1]``). The exact radius needs exact distances only to
+    the candidates whose interval meets that range; those wholly below it are
+    counted. That suffices unless a point outside the candidates could lie
+    within the range: such rows are scanned again at once, while the tiles of
+    the set can still be formed; the others are settled when asked for.
+    Bounds are squared and scaled, exact radii are distances in the units of
+    the features.
+    """
+
+    points: _Points
+    ks: list[int]
+    lower: torch.Tensor
+    upper: torch.Tensor
+    index: torch.Tensor
+    low: dict[int, torch.Tensor]
+    high: dict[int, torch.Tensor]
+    exact: dict[int, torch.Tensor]
+    settled: torch.Tensor
+
+    @classmethod
+    def find(cls, points: _Points, ks: list[int], block: int, columns: int) -> _Radii:
+        n = points.n
+        width = min(n, max(ks) + 1 + _MARGIN)
+        lower, index = _candidates(points, width, block, columns)
+
+        # Bounds with room for the gap between float64 distances and the truth.
+        lower = lower.double()
+        upper = lower + 2 * _lower_bound_factor(points) * (
+            points.norms[:, None] + points.norms[index]
+        )
+        upper = upper * (1 + 1e-9) + _ABSOLUTE_SLACK
+        lower = lower - 1e-9 * lower.abs() - _ABSOLUTE_SLACK
+        ordered_upper = upper.sort(dim=1).values
+        radii = cls(
+            points,
+            ks,
+            lower,
+            upper,
+            index,
+            low={k: lower[:, k] for k in ks},
+            high={k: ordered_upper[:, k] for k in ks},
+            exact={k: torch.full_like(lower[:, 0], math.nan) for k in ks},
+            settled=torch.zeros(n, dtype=torch.bool, device=points.device),
+        )
+
+        # Rows that points outside the candidates might undercut, settled now.
+        if width < n:
+            doubtful = (lower[:, -1] <= radii.high[max(ks)]).nonzero().flatten()
+            radii.settle(doubtful, block, columns)
+        return radii
+
+    @classmethod
+    def given(cls, points: _Points, radii: Mapping[int, torch.Tensor]) -> _Radii:
+        """Radii known exactly, in the units of the features."""
+        exact = dict(radii)
+        bounds = {k: (r * points.scale).square() for k, r in exact.items()}
+        empty = torch.empty(0, device=points.device)
+        settled = torch.ones(points.n, dtype=torch.bool, device=points.device)
+        return cls(
+            points, list(exact), empty, empty, empty, bounds, bounds, exact, settled
+        )
+
+    def threshold(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Squared, scaled radius as (middle, half width); exact where settled."""
+        exact = (self.exact[k] * self.points.scale).square()
+        middle = torch.where(self.settled, exact, (self.low[k] + self.high[k]) / 2)
+        half = torch.where(self.settled, 0.0, (self.high[k] - self.low[k]) / 2)
+        return middle, half
+
+    def settle(self, rows: torch.Tensor, block: int = 0, columns: int = 0) -> None:
+        """Compute the exact radii of ``rows``; ``block`` > 0 allows scanning again."""
+        rows = rows[~self.settled[rows]].unique()
+        if rows.numel() == 0:
+            return
+        lower, upper = self.lower[rows], self.upper[rows]
+        ranges = {
+            k: (self.low[k][rows, None], self.high[k][rows, None]) for k in self.ks
+        }
+        relevant = {k: (upper >= lo) & (lower <= hi) for k, (lo, hi) in ranges.items()}
+        needed = torch.stack(list(relevant.values())).any(dim=0)
+        exact = _exact_candidates(self.points, rows, self.index[rows], needed)
+
+        beyond = lower[:, -1]
+        doubtful = torch.zeros(rows.numel(), dtype=torch.bool, device=rows.device)
+        for k, (lo, hi) in ranges.items():
+            below = (upper < lo).sum(dim=1, keepdim=True)
+            ordered = torch.where(relevant[k], exact, math.inf).sort(dim=1).values
+            self.exact[k][rows] = radius = ordered.gather(1, k - below).squeeze(1)
+            if lower.shape[1] < self.points.n:
+                doubtful |= (beyond <= hi.squeeze(1)) & (radius > 0)
+        self.settled[rows] = True
+
+        # A radius 0 cannot be undercut; the others are found among all points.
+        again = rows[doubtful]
+        if again.numel():
+            assert block > 0, "only rows found doubtful at once are scanned again"
+            log.debug(
+                "k-NN radii: %d of %d rows scanned again", again.numel(), self.points.n
+            )
+            reach = self.high[max(self.ks)][again]
+            found = _rescan(self.points, again, reach, self.ks, block, columns)
+            for k, r in found.items():
+                self.exact[k][again] = r
+
+
 def _radii(
     points: _Points, ks: list[int], block: int, columns: int
 ) -> dict[int, torch.Tensor]:
-    """Exact k-NN radii (self excluded) in the units of the features, on the device.
-
-    Each candidate's squared distance lies in [lower, upper], so the (k+1)-th
-    smallest lies between the (k+1)-th smallest lower and upper bounds. Exact
-    distances are needed only for the candidates whose interval meets that
-    range; those wholly below it are counted. A row is settled when every
-    point that is not a candidate lies beyond the range, or the radius is 0.
-    """
-    n = points.n
-    width = min(n, max(ks) + 1 + _MARGIN)
-    lower, index = _candidates(points, width, block, columns)
-
-    # Bounds with room for the gap between float64 distances and the truth.
-    lower = lower.double()
-    upper = lower + 2 * _lower_bound_factor(points) * (
-        points.norms[:, None] + points.norms[index]
-    )
-    upper = upper * (1 + 1e-9) + _ABSOLUTE_SLACK
-    lower = lower - 1e-9 * lower.abs() - _ABSOLUTE_SLACK
-    ordered_upper = upper.sort(dim=1).values
-    beyond = lower[:, -1] if width < n else torch.full_like(lower[:, 0], math.inf)
-
-    ranges = {k: (lower[:, k, None], ordered_upper[:, k, None]) for k in ks}
-    relevant = {k: (upper >= lo) & (lower <= hi) for k, (lo, hi) in ranges.items()}
-    needed = torch.stack(list(relevant.values())).any(dim=0)
-    exact = _exact_candidates(points, index, needed)
-
-    radii = {}
-    unsettled = torch.zeros(n, dtype=torch.bool, device=points.device)
-    for k, (lo, hi) in ranges.items():
-        below = (upper < lo).sum(dim=1, keepdim=True)
-        ordered = torch.where(relevant[k], exact, math.inf).sort(dim=1).values
-        radii[k] = ordered.gather(1, k - below).squeeze(1)
-        unsettled |= (beyond <= hi.squeeze(1)) & (radii[k] > 0)
-
-    # Rows whose k-th neighbour might not be a candidate: scan them again.
-    rows = unsettled.nonzero().flatten()
-    if rows.numel():
-        log.debug("k-NN radii: %d of %d rows scanned again", rows.numel(), n)
-        reach = ordered_upper[rows, max(ks)]
-        for k, r in _rescan(points, rows, reach, ks, block, columns).items():
-            radii[k][rows] = r
-    return radii
+    """Exact k-NN radii (self excluded) in the units of the features."""
+    radii = _Radii.find(points, ks, block, columns)
+    radii.settle(torch.arange(points.n, device=points.device))
+    return radii.exact
 
 
 def _rescan(
@@ -623,7 +691,8 @@ def _rescan(
     """
     radii = {k: torch.empty(rows.numel(), dtype=torch.float64) for k in ks}
     radii = {k: r.to(points.device) for k, r in radii.items()}
-    buffer = torch.empty(block * columns, dtype=points.dtype, device=points.device)
+    size = min(block, rows.numel()) * min(columns, points.n)
+    buffer = torch.empty(size, dtype=points.dtype, device=points.device)
     for start in range(0, rows.numel(), block):
         some = rows[start : start + block]
         found = []
@@ -647,9 +716,9 @@ def _rescan(
 
 
 def _exact_candidates(
-    points: _Points, index: torch.Tensor, needed: torch.Tensor
+    points: _Points, rows: torch.Tensor, index: torch.Tensor, needed: torch.Tensor
 ) -> torch.Tensor:
-    """Exact distances to the needed candidates, inf elsewhere.
+    """Exact distances from ``rows`` to their needed candidates, inf elsewhere.
 
     Rows are grouped by how many they need, so each point is gathered once.
     """
@@ -658,10 +727,12 @@ def _exact_candidates(
     for count in counts.unique().tolist():
         if count == 0:
             continue
-        rows = (counts == count).nonzero().flatten()
-        where = needed[rows].nonzero()[:, 1].view(-1, count)
-        cols = index[rows].gather(1, where)
-        exact[rows[:, None], where] = _exact_distances(points, rows, points, cols)
+        group = (counts == count).nonzero().flatten()
+        where = needed[group].nonzero()[:, 1].view(-1, count)
+        cols = index[group].gather(1, where)
+        exact[group[:, None], where] = _exact_distances(
+            points, rows[group], points, cols
+        )
     return exact
 
 
@@ -684,7 +755,7 @@ def _candidates(
     held = torch.full((n, slots, width), math.inf, dtype=dtype, device=device)
     held_index = torch.zeros((n, slots, width), dtype=torch.long, device=device)
     used = 0
-    buffer = torch.empty(block * columns, dtype=dtype, device=device)
+    buffer = torch.empty(min(block, n) * min(columns, n), dtype=dtype, device=device)
 
     for r0 in range(0, n, block):
         r1 = min(n, r0 + block)
@@ -733,30 +804,37 @@ def _cross(
     real: _Points,
     fake: _Points,
     offset: torch.Tensor,
-    radius_pr: torch.Tensor,
-    radius_dc: torch.Tensor,
-    fake_radius: torch.Tensor,
+    radii: _Radii,
+    fake_radii: _Radii,
+    k_pr: int,
+    k_dc: int,
     block: int,
-    columns: int,
 ) -> _Counts:
+    """Count the four memberships over all real x fake pairs, one tile at a time.
+
+    A radius not yet exact is used as the middle of its bounds, and half their
+    width widens the error bound of the comparisons that use it.
+    """
     device, dtype = real.device, real.dtype
-    t_pr = (radius_pr * real.scale).square()
-    t_dc = (radius_dc * real.scale).square()
-    t_fake = (fake_radius * fake.scale).square()
+    t_pr, w_pr = radii.threshold(k_pr)
+    t_dc, w_dc = radii.threshold(k_dc)
+    t_fake, w_fake = fake_radii.threshold(k_pr)
 
     # Sets too far apart for any ball to reach across score 0.
     closest = (
         float(offset.norm()) - math.sqrt(real.norms.max()) - math.sqrt(fake.norms.max())
     )
-    reach = math.sqrt(max(t_pr.max(), t_dc.max(), t_fake.max()))
-    if closest * (1 - 1e-6) > reach:
+    reach = max(
+        (t + w).max() for t, w in ((t_pr, w_pr), (t_dc, w_dc), (t_fake, w_fake))
+    )
+    if closest * (1 - 1e-6) > math.sqrt(reach):
         return _Counts()
 
     # Tiles come out as S - t_pr_i - t_fake_j (S the squared distances) for
     # precision and recall; a rank-2 update turns them into S - t_dc_i.
     real.move(offset)
     fake.meet(offset)
-    row_term, col_term = real.row_terms(-t_pr), fake.col_terms(-t_fake)
+    row_terms, col_terms = real.row_terms(-t_pr), fake.col_terms(-t_fake)
     to_dc_left = torch.stack([t_pr - t_dc, torch.ones_like(t_pr)], 1).to(dtype)
     to_dc_right = torch.stack([torch.ones_like(t_fake), t_fake]).to(dtype)
     to_dc_size = float((t_pr - t_dc).abs().max() + t_fake.max())
@@ -770,56 +848,70 @@ def _cross(
         "recall": [],
         "density": [],
     }
-    buffer = torch.empty(block * columns, dtype=dtype, device=device)
+    # Real x fake tiles take strips twice as tall: larger products run faster.
+    block = 2 * block
+    columns = _tile_columns(block, device)
+    buffer = torch.empty(
+        min(block, real.n) * min(columns, fake.n), dtype=dtype, device=device
+    )
 
     for r0 in range(0, real.n, block):
         rows = slice(r0, min(real.n, r0 + block))
         for c0 in range(0, fake.n, columns):
             cols = slice(c0, min(fake.n, c0 + columns))
             tile = _tile(real, rows, fake, cols, buffer)
-            band = _band(real, rows, row_term, fake, cols, col_term)
+            band = _band(real, rows, row_terms, fake, cols, col_terms)
 
-            # Recall: real i is inside some fake ball if min_j S - t_fake_j < 0.
+            # Recall: real i is inside some fake ball if min_j S - t_fake_j <= 0.
             gap = tile.amin(dim=1).double() + t_pr[rows]
-            recall[rows] |= gap < -band
-            if (u := _within(gap, band)).numel():
-                near = tile[u].double() + t_pr[r0 + u][:, None] <= band
+            margin = _widen(band + float(w_fake[cols].max()))
+            recall[rows] |= gap < -margin
+            if (u := _within(gap, margin)).numel():
+                near = tile[u].double() + t_pr[r0 + u][:, None] <= margin
                 i, j = near.nonzero(as_tuple=True)
                 unsure["recall"].append((r0 + u[i], c0 + j))
 
             # Precision: fake j is inside some real ball if min_i S - t_pr_i <= 0.
             gap = tile.amin(dim=0).double() + t_fake[cols]
-            precision[cols] |= gap < -band
-            if (u := _within(gap, band)).numel():
-                near = tile[:, u].double() + t_fake[c0 + u][None, :] <= band
+            margin = _widen(band + float(w_pr[rows].max()))
+            precision[cols] |= gap < -margin
+            if (u := _within(gap, margin)).numel():
+                near = tile[:, u].double() + t_fake[c0 + u][None, :] <= margin
                 i, j = near.nonzero(as_tuple=True)
                 unsure["precision"].append((r0 + i, c0 + u[j]))
 
-            # Density and coverage, on S - t_dc_i.
+            # Density and coverage, on S - t_dc_i, with a margin per row.
             tile.addmm_(to_dc_left[rows], to_dc_right[:, cols])
             band = band * (1 + 4 * _UNIT) + 4 * _UNIT * to_dc_size
-            coverage[rows] |= tile.amin(dim=1).double() < -band
-            inside, maybe = tile < -band, tile <= band
+            margin = _widen(band + w_dc[rows]).to(dtype)[:, None]
+            coverage[rows] |= (tile.amin(dim=1, keepdim=True) < -margin).squeeze(1)
+            inside, maybe = tile < -margin, tile <= margin
             count = int(torch.count_nonzero(inside))
             density += count
             if int(torch.count_nonzero(maybe)) > count:
                 i, j = (maybe ^ inside).nonzero(as_tuple=True)
                 unsure["density"].append((r0 + i, c0 + j))
 
-    # Pairs within the error bound of a radius, settled with exact distances.
-    for name, pairs in unsure.items():
-        if not pairs:
-            continue
-        i = torch.cat([p[0] for p in pairs])
-        j = torch.cat([p[1] for p in pairs])
+    # Pairs near a radius: settle the radii they need, then measure them exactly.
+    pairs = {
+        name: (torch.cat([p[0] for p in found]), torch.cat([p[1] for p in found]))
+        for name, found in unsure.items()
+        if found
+    }
+    for name, (i, j) in pairs.items():
         log.debug("prdc: %d pairs checked exactly for %s", i.numel(), name)
+        if name == "recall":
+            fake_radii.settle(j)
+        else:
+            radii.settle(i)
+    for name, (i, j) in pairs.items():
         distance = _exact_distances(real, i, fake, j[:, None]).flatten()
         if name == "recall":
-            recall[i[distance <= fake_radius[j]]] = True
+            recall[i[distance <= fake_radii.exact[k_pr][j]]] = True
         elif name == "precision":
-            precision[j[distance <= radius_pr[i]]] = True
+            precision[j[distance <= radii.exact[k_pr][i]]] = True
         else:
-            inside = distance < radius_dc[i]
+            inside = distance < radii.exact[k_dc][i]
             density += int(inside.sum())
             coverage[i[inside]] = True
 
@@ -831,6 +923,11 @@ def _cross(
     )
 
 
-def _within(gap: torch.Tensor, band: float) -> torch.Tensor:
+def _within(gap: torch.Tensor, margin: float) -> torch.Tensor:
     """Positions where a float32 decision is closer to its threshold than the bound."""
-    return ((gap >= -band) & (gap <= band)).nonzero().flatten()
+    return ((gap >= -margin) & (gap <= margin)).nonzero().flatten()
+
+
+def _widen(bound: float | torch.Tensor) -> float | torch.Tensor:
+    """A bound grown past the rounding it meets when compared in float32."""
+    return bound * (1 + 1e-6) + _ABSOLUTE_SLACK

@@ -18,7 +18,7 @@ from ._scoring import Scorer, quantize
 
 
 class PeriodicEval:
-    """Scores the EMA generator every ``eval.eval_kimg``; knows which score is better."""
+    """Scores the EMA generator every ``eval.eval_kimg``; ranks the scores."""
 
     def __init__(self, recipe: Recipe) -> None:
         self.settings = recipe.config["eval"]
@@ -26,7 +26,9 @@ class PeriodicEval:
         shape = self.dataset.data_shape()
         self.images = shape.kind == "image"
         self.scorer = Scorer.create(
-            recipe.registry, shape, dataset_name=self.dataset.name,
+            recipe.registry,
+            shape,
+            dataset_name=self.dataset.name,
             extractor=self.settings["feature_extractor"],
             metrics=["fid"] if self.images else ["modes"],
         )
@@ -35,21 +37,29 @@ class PeriodicEval:
     def __call__(self, generator: torch.nn.Module) -> dict[str, Any]:
         if self.real is None:
             self.real, _ = self.scorer.real_set(
-                self.dataset, self.settings["reference_split"],
-                n_real=self.settings["n_real"], seed=self.settings["seed"])
+                self.dataset,
+                self.settings["reference_split"],
+                n_real=self.settings["n_real"],
+                seed=self.settings["seed"],
+            )
         rng = torch.Generator().manual_seed(self.settings["seed"])
-        latents = torch.randn(self.settings["during_n"], int(generator.latent_dim),
-                              generator=rng)
+        latents = torch.randn(
+            self.settings["during_n"], int(generator.latent_dim), generator=rng
+        )
         device = next(generator.parameters()).device
         was_training = generator.training
         generator.eval()
         with torch.no_grad():
-            samples = torch.cat([generator(z.to(device)).cpu() for z in latents.split(500)])
+            samples = torch.cat(
+                [generator(z.to(device)).cpu() for z in latents.split(500)]
+            )
         generator.train(was_training)
         samples = to_unit_range(samples, getattr(generator, "output_range", None))
         if self.images:
             samples = quantize(samples)
-        scores, _ = self.scorer.score(self.real, self.scorer.sample_set("training", samples))
+        scores, _ = self.scorer.score(
+            self.real, self.scorer.sample_set("training", samples)
+        )
         keep = ("fid",) if self.images else ("modes", "high_quality", "reverse_kl")
         return {key: scores[key] for key in keep}
 

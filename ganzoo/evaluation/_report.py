@@ -4,8 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-ORDER = ("fid", "kid", "is", "precision", "recall", "density", "coverage", "modes",
-         "high_quality", "reverse_kl", "classes_covered", "class_kl")
+ORDER = (
+    "fid",
+    "kid",
+    "is",
+    "precision",
+    "recall",
+    "density",
+    "coverage",
+    "modes",
+    "high_quality",
+    "reverse_kl",
+    "classes_covered",
+    "class_kl",
+)
 
 
 def _value(scores: dict[str, Any], key: str, std: dict[str, Any] | None = None) -> str:

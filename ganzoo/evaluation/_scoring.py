@@ -128,7 +128,9 @@ class Scorer:
         data = dataset.load(split)
         samples = data.samples
         if n_real is not None and n_real < len(samples):
-            order = torch.randperm(len(samples), generator=torch.Generator().manual_seed(seed))
+            order = torch.randperm(
+                len(samples), generator=torch.Generator().manual_seed(seed)
+            )
             samples = samples[order[:n_real]]
         reference = {
             "dataset": dataset.name,
@@ -137,7 +139,9 @@ class Scorer:
             "n_real": len(samples),
             "subset_seed": seed if n_real is not None else None,
         }
-        side = SampleSet(name=f"{dataset.name}:{split}", samples=samples, dataset=dataset)
+        side = SampleSet(
+            name=f"{dataset.name}:{split}", samples=samples, dataset=dataset
+        )
         if self.extractor is not None and samples.dim() == 4:
             parts = {**reference, "extractor": self.describe_extractor()}
             tensors, hit = cached(parts, lambda: self._extract(samples))
@@ -149,7 +153,9 @@ class Scorer:
     @torch.no_grad()
     def _extract(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         assert self.extractor is not None
-        stacked = self.shape.channels == 3 and hasattr(self.extractor, "classify_channels")
+        stacked = self.shape.channels == 3 and hasattr(
+            self.extractor, "classify_channels"
+        )
         parts: dict[str, list[torch.Tensor]] = {}
         for batch in images.split(1000):
             batch = batch.to(self.device)
@@ -185,7 +191,12 @@ def quantize(images: torch.Tensor) -> torch.Tensor:
 
 def _check_finite(values: torch.Tensor, name: str, what: str) -> None:
     if not bool(torch.isfinite(values).all()):
-        bad = int((~torch.isfinite(values)).any(dim=tuple(range(1, values.dim()))).sum()
-                  if values.dim() > 1 else (~torch.isfinite(values)).sum())
-        raise NonFiniteError(f"{name}: {bad} of {len(values)} {what} are NaN or infinite "
-                             "(the run has diverged); no score is computed from them")
+        bad = int(
+            (~torch.isfinite(values)).any(dim=tuple(range(1, values.dim()))).sum()
+            if values.dim() > 1
+            else (~torch.isfinite(values)).sum()
+        )
+        raise NonFiniteError(
+            f"{name}: {bad} of {len(values)} {what} are NaN or infinite "
+            "(the run has diverged); no score is computed from them"
+        )

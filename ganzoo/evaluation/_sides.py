@@ -46,12 +46,16 @@ def load_side(spec: str, registry: Registry, *, n: int, seed: int) -> Side:
         dataset = registry.get("dataset", name).cls.create()
         split = split or ("test" if "test" in dataset.splits else dataset.splits[0])
         if split not in dataset.splits:
-            raise GanzooError(f"{spec}: data set {name!r} has no split {split!r}; its "
-                              f"splits are: {', '.join(dataset.splits)}")
+            raise GanzooError(
+                f"{spec}: data set {name!r} has no split {split!r}; its "
+                f"splits are: {', '.join(dataset.splits)}"
+            )
         return Side(spec, torch.empty(0), dataset.data_shape(), dataset, split)
     known = ", ".join(registry.names("dataset"))
-    raise GanzooError(f"{spec}: not a run directory, an image folder, a .npy/.npz file "
-                      f"or a data set name (data sets: {known})")
+    raise GanzooError(
+        f"{spec}: not a run directory, an image folder, a .npy/.npz file "
+        f"or a data set name (data sets: {known})"
+    )
 
 
 def _image_folder(spec: str, registry: Registry) -> Side:
@@ -71,7 +75,8 @@ def _image_folder(spec: str, registry: Registry) -> Side:
     (width, height), mode = first
     channels = 1 if mode in ("L", "I", "I;16", "1") else 3
     dataset = registry.get("dataset", "image-folder").cls.create(
-        path=spec, resolution=min(width, height), channels=channels)
+        path=spec, resolution=min(width, height), channels=channels
+    )
     data = dataset.load("train")
     return Side(spec, data.samples, data.shape)
 
@@ -107,8 +112,10 @@ def _array(spec: str, path: Path) -> Side:
         if values.max() > 1.5:
             values = values / 255
         return Side(spec, values, DataShape("image", tuple(values.shape[1:])))
-    raise GanzooError(f"{spec}: expected images (N,H,W), (N,C,H,W) or (N,H,W,C), "
-                      f"features (N,D) or points (N,2); got shape {tuple(array.shape)}")
+    raise GanzooError(
+        f"{spec}: expected images (N,H,W), (N,C,H,W) or (N,H,W,C), "
+        f"features (N,D) or points (N,2); got shape {tuple(array.shape)}"
+    )
 
 
 def score_sides(
@@ -130,11 +137,18 @@ def score_sides(
     real = load_side(real_spec, registry, n=n, seed=seed)
     fake = load_side(fake_spec, registry, n=n, seed=seed)
     if real.shape != fake.shape and not _same_samples(real.shape, fake.shape):
-        raise GanzooError(f"the sides differ: {real_spec} holds {_describe(real)}, "
-                          f"{fake_spec} holds {_describe(fake)}")
+        raise GanzooError(
+            f"the sides differ: {real_spec} holds {_describe(real)}, "
+            f"{fake_spec} holds {_describe(fake)}"
+        )
     shape = real.shape or DataShape("features", (int(real.values.shape[1]),))
-    scorer = Scorer.create(registry, shape, dataset_name=real.dataset.name if real.dataset
-                           else None, extractor=extractor, metrics=metrics)
+    scorer = Scorer.create(
+        registry,
+        shape,
+        dataset_name=real.dataset.name if real.dataset else None,
+        extractor=extractor,
+        metrics=metrics,
+    )
 
     if real.dataset is not None:
         real_set, reference = scorer.real_set(real.dataset, real.split)
@@ -150,8 +164,13 @@ def score_sides(
     if shape.kind == "features":
         real_set.features, fake_set.features = real_set.samples, fake_set.samples
     scores, details = scorer.score(real_set, fake_set)
-    protocol = {"feature_extractor": scorer.describe_extractor(), "reference": reference,
-                "n_real": len(real_set), "n_fake": len(fake_set), **details}
+    protocol = {
+        "feature_extractor": scorer.describe_extractor(),
+        "reference": reference,
+        "n_real": len(real_set),
+        "n_fake": len(fake_set),
+        **details,
+    }
     return {**scores, "protocol": protocol}
 
 

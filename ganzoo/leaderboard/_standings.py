@@ -13,15 +13,37 @@ from dataclasses import dataclass, field
 from typing import Any
 
 LOWER_IS_BETTER = {"fid", "kid", "reverse_kl", "class_kl"}
-HIGHER_IS_BETTER = {"is", "precision", "recall", "density", "coverage", "modes",
-                    "high_quality", "classes_covered"}
-METRICS = ("fid", "kid", "is", "precision", "recall", "density", "coverage", "modes",
-           "high_quality", "reverse_kl", "classes_covered", "class_kl")
+HIGHER_IS_BETTER = {
+    "is",
+    "precision",
+    "recall",
+    "density",
+    "coverage",
+    "modes",
+    "high_quality",
+    "classes_covered",
+}
+METRICS = (
+    "fid",
+    "kid",
+    "is",
+    "precision",
+    "recall",
+    "density",
+    "coverage",
+    "modes",
+    "high_quality",
+    "reverse_kl",
+    "classes_covered",
+    "class_kl",
+)
 
 # The protocol fields that must agree for two scores to be comparable.
 PROTOCOL_FIELDS = {
     "feature extractor": lambda p: (p.get("feature_extractor") or {}).get("name"),
-    "extractor weights": lambda p: (p.get("feature_extractor") or {}).get("weights_hash"),
+    "extractor weights": lambda p: (p.get("feature_extractor") or {}).get(
+        "weights_hash"
+    ),
     "preprocessing": lambda p: (p.get("feature_extractor") or {}).get("preprocessing"),
     "reference split": lambda p: (p.get("reference") or {}).get("split"),
     "reference data": lambda p: (p.get("reference") or {}).get("fingerprint"),
@@ -74,25 +96,31 @@ def protocol_key(record: dict[str, Any]) -> tuple:
 
 
 def build_standings(
-    records: list[dict[str, Any]], *, dataset: str | None = None, metric: str | None = None
+    records: list[dict[str, Any]],
+    *,
+    dataset: str | None = None,
+    metric: str | None = None,
 ) -> Standings:
     """Group, deduplicate (latest record per recipe and protocol) and rank."""
     chosen = [r for r in records if dataset is None or r.get("dataset") == dataset]
     failed: dict[str, list[dict[str, Any]]] = {}
     latest: dict[tuple, dict[str, Any]] = {}
-    for record in sorted(chosen, key=lambda r: (r.get("created") or "", r.get("_path", ""))):
+    for record in sorted(
+        chosen, key=lambda r: (r.get("created") or "", r.get("_path", ""))
+    ):
         if record.get("status") != "ok":
             failed.setdefault(record.get("dataset", "?"), []).append(record)
             continue
-        latest[(record.get("dataset"), record.get("recipe_hash"),
-                protocol_key(record))] = record
+        latest[
+            (record.get("dataset"), record.get("recipe_hash"), protocol_key(record))
+        ] = record
 
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for (name, _, key), record in latest.items():
         groups.setdefault((name, key), []).append(record)
 
     tables = []
-    for (name, key), rows in sorted(groups.items(), key=lambda item: str(item[0])):
+    for (name, _), rows in sorted(groups.items(), key=lambda item: str(item[0])):
         chosen_metric = metric or default_metric(rows)
         table = Table(name, chosen_metric, _describe_protocol(rows[0]))
         table.rows = sorted(rows, key=lambda r: _rank_key(r, chosen_metric))
@@ -126,16 +154,28 @@ def _rank_key(record: dict[str, Any], metric: str) -> tuple:
 def compare(records: list[dict[str, Any]]) -> dict[str, Any]:
     """Side by side: every metric, training cost, and where the recipes differ."""
     columns = [r.get("name", "?") for r in records]
-    metrics = {m: [r.get(m) for r in records] for m in METRICS
-               if any(r.get(m) is not None for r in records)}
+    metrics = {
+        m: [r.get(m) for r in records]
+        for m in METRICS
+        if any(r.get(m) is not None for r in records)
+    }
     flat = [_flatten(r.get("config") or {}) for r in records]
     keys = sorted(set().union(*flat)) if flat else []
-    differences = {k: [f.get(k) for f in flat] for k in keys
-                   if len({repr(f.get(k)) for f in flat}) > 1}
-    training = {k: [(r.get("training") or {}).get(k) for r in records]
-                for k in ("kimg", "sec_per_kimg", "peak_host_mem_gb", "device")}
-    return {"runs": columns, "metrics": metrics, "training": training,
-            "recipe_differences": differences}
+    differences = {
+        k: [f.get(k) for f in flat]
+        for k in keys
+        if len({repr(f.get(k)) for f in flat}) > 1
+    }
+    training = {
+        k: [(r.get("training") or {}).get(k) for r in records]
+        for k in ("kimg", "sec_per_kimg", "peak_host_mem_gb", "device")
+    }
+    return {
+        "runs": columns,
+        "metrics": metrics,
+        "training": training,
+        "recipe_differences": differences,
+    }
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:

@@ -36,7 +36,9 @@ def write_record(record: dict[str, Any], results_dir: Path = DEFAULT_RESULTS) ->
     base = f"{safe_name(record.get('name') or 'run')}-{stamp}"
     text = json.dumps(record, indent=2, sort_keys=False, default=str) + "\n"
 
-    handle, temporary = tempfile.mkstemp(dir=results_dir, prefix=".record-", suffix=".tmp")
+    handle, temporary = tempfile.mkstemp(
+        dir=results_dir, prefix=".record-", suffix=".tmp"
+    )
     try:
         with os.fdopen(handle, "w") as file:
             file.write(text)
@@ -55,7 +57,7 @@ def write_record(record: dict[str, Any], results_dir: Path = DEFAULT_RESULTS) ->
 
 
 def read_records(results_dir: Path = DEFAULT_RESULTS) -> list[dict[str, Any]]:
-    """Every complete record in ``results_dir``, oldest first; unreadable ones skipped."""
+    """Every complete record in ``results_dir`` by name; unreadable ones skipped."""
     records = []
     for path in sorted(results_dir.glob("*.json")):
         try:
@@ -82,9 +84,14 @@ def find_records(items: list[str], results_dir: Path = DEFAULT_RESULTS) -> list[
             continue
         if path.is_dir():
             target = path.resolve()
-            matches = [r for r in records if any(
-                s.get("run_dir") and Path(s["run_dir"]).resolve() == target
-                for s in r.get("seeds", []))]
+            matches = [
+                r
+                for r in records
+                if any(
+                    s.get("run_dir") and Path(s["run_dir"]).resolve() == target
+                    for s in r.get("seeds", [])
+                )
+            ]
             what = f"run directory {item}"
         elif path.suffix in (".yaml", ".yml") and path.is_file():
             from ..recipes import load_recipe
@@ -93,10 +100,14 @@ def find_records(items: list[str], results_dir: Path = DEFAULT_RESULTS) -> list[
             matches = [r for r in records if r.get("recipe_hash") == digest]
             what = f"recipe {item} (hash {digest})"
         else:
-            raise GanzooError(f"{item}: expected a record (.json), a run directory or a "
-                              "recipe (.yaml)")
+            raise GanzooError(
+                f"{item}: expected a record (.json), a run directory or a "
+                "recipe (.yaml)"
+            )
         if not matches:
-            raise GanzooError(f"no evaluation record for {what} in {results_dir}; run "
-                              "`ganzoo eval` first")
+            raise GanzooError(
+                f"no evaluation record for {what} in {results_dir}; run "
+                "`ganzoo eval` first"
+            )
         found.append(max(matches, key=lambda r: (r.get("created") or "", r["_path"])))
     return found

@@ -459,10 +459,17 @@ class _Validator:
     def evaluation(self, given: Any, dataset_name: str) -> dict[str, Any]:
         """The eval section, with its plugin names and reference split checked."""
         settings = self.options(EVAL, given, ("eval",), "eval")
-        names = [("feature-extractor", ("eval", "feature_extractor"),
-                  settings["feature_extractor"])]
-        names += [("metric", ("eval", "metrics", i), name)
-                  for i, name in enumerate(settings["metrics"] or [])]
+        names = [
+            (
+                "feature-extractor",
+                ("eval", "feature_extractor"),
+                settings["feature_extractor"],
+            )
+        ]
+        names += [
+            ("metric", ("eval", "metrics", i), name)
+            for i, name in enumerate(settings["metrics"] or [])
+        ]
         for kind, path, name in names:
             if name is None:
                 continue
@@ -470,16 +477,20 @@ class _Validator:
                 self.registry.get(kind, name)
             except GanzooError as error:
                 file, line = self.sources.locate(path)
-                raise error.at(file=file or self._top_file(), line=line,
-                               key=dotted(path)) from None
+                raise error.at(
+                    file=file or self._top_file(), line=line, key=dotted(path)
+                ) from None
         splits = self.registry.get("dataset", dataset_name).cls.splits
         if settings["reference_split"] is None:
             settings["reference_split"] = "test" if "test" in splits else splits[0]
         elif settings["reference_split"] not in splits:
-            raise _error(self.sources, ("eval", "reference_split"),
-                         f"data set {dataset_name!r} has no split "
-                         f"{settings['reference_split']!r}; its splits are: "
-                         f"{', '.join(splits)}")
+            raise _error(
+                self.sources,
+                ("eval", "reference_split"),
+                f"data set {dataset_name!r} has no split "
+                f"{settings['reference_split']!r}; its splits are: "
+                f"{', '.join(splits)}",
+            )
         return settings
 
     def _data_shape(self, section: Mapping[str, Any]) -> DataShape:

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from ._checkpoint import BEST, FINAL, LAST, load_checkpoint
-from ._sampling import LoadedGenerator, checkpoint_path, generate, load_generator, save_samples
+from ._sampling import (
+    LoadedGenerator,
+    checkpoint_path,
+    generate,
+    load_generator,
+    save_samples,
+)
 from ._trainer import (
     Trainer,
     build_trackers,
@@ -13,7 +19,6 @@ from ._trainer import (
     train_recipe,
 )
 
-
 __all__ = [
     "BEST",
     "FINAL",
@@ -21,8 +26,8 @@ __all__ = [
     "LoadedGenerator",
     "Trainer",
     "build_trackers",
-    "default_run_dir",
     "checkpoint_path",
+    "default_run_dir",
     "generate",
     "load_checkpoint",
     "load_generator",

@@ -25,7 +25,9 @@ BEST = "best.pt"
 
 def save_atomic(state: dict[str, Any], path: Path) -> None:
     """Write ``state`` to ``path`` so that readers see the old or the new file only."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    handle, temporary = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+    )
     try:
         with os.fdopen(handle, "wb") as file:
             torch.save(state, file)
@@ -43,7 +45,7 @@ def save_atomic(state: dict[str, Any], path: Path) -> None:
 
 
 def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
-    """Load a checkpoint written by ganzoo; a damaged file is a GanzooError naming it."""
+    """Load a ganzoo checkpoint; a damaged file is a GanzooError naming it."""
     if not path.is_file():
         raise GanzooError(f"checkpoint not found: {path}")
     try:
@@ -100,8 +102,11 @@ def _numpy_state_from_tensors(state: dict[str, Any]) -> tuple:
 
 def _python_state_to_tensor(state: tuple) -> dict[str, Any]:
     version, internal, gauss = state
-    return {"version": version, "internal": torch.tensor(internal, dtype=torch.int64),
-            "gauss": gauss}
+    return {
+        "version": version,
+        "internal": torch.tensor(internal, dtype=torch.int64),
+        "gauss": gauss,
+    }
 
 
 def _python_state_from_tensor(state: dict[str, Any]) -> tuple:

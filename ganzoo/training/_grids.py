@@ -50,7 +50,9 @@ def save_image_grid(images: torch.Tensor, path: Path) -> None:
     columns = math.ceil(math.sqrt(count))
     rows = math.ceil(count / columns)
     pad = 2
-    canvas = torch.ones(channels, rows * (height + pad) + pad, columns * (width + pad) + pad)
+    canvas = torch.ones(
+        channels, rows * (height + pad) + pad, columns * (width + pad) + pad
+    )
     for index in range(count):
         row, column = divmod(index, columns)
         top, left = pad + row * (height + pad), pad + column * (width + pad)
@@ -76,7 +78,9 @@ def save_scatter(
 
     points = points.detach().float().cpu().numpy()
     marks = None if reference is None else reference.detach().float().cpu().numpy()
-    extent = np.abs(marks if marks is not None else points).max() if len(points) else 1.0
+    extent = (
+        np.abs(marks if marks is not None else points).max() if len(points) else 1.0
+    )
     span = float(extent) * 1.5 + 0.5
 
     def pixels(xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -33,7 +33,7 @@ def peak_device_memory_gb(device: torch.device) -> float:
 
 
 def format_duration(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
+    seconds = max(0, round(seconds))
     hours, rest = divmod(seconds, 3600)
     minutes, seconds = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{seconds:02d}"
@@ -71,9 +71,14 @@ class Progress:
         if show_bar:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total_kimg, unit="kimg", bar_format=(
-                "{l_bar}{bar}| {n:.1f}/{total:.1f} kimg [{elapsed}<{remaining}]"),
-                dynamic_ncols=True)
+            self.bar = tqdm(
+                total=total_kimg,
+                unit="kimg",
+                bar_format=(
+                    "{l_bar}{bar}| {n:.1f}/{total:.1f} kimg [{elapsed}<{remaining}]"
+                ),
+                dynamic_ncols=True,
+            )
 
     def resume_from(self, kimg: float, tick: int, elapsed: float) -> None:
         self.tick = tick

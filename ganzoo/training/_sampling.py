@@ -36,21 +36,25 @@ def checkpoint_path(run_dir: Path, which: str) -> Path:
             raise GanzooError(f"run directory not found: {run_dir}")
         path = run_dir / names[which]
         if not path.is_file():
-            raise GanzooError(f"{run_dir} has no {which} checkpoint ({names[which]}); "
-                              "is the run finished?")
+            raise GanzooError(
+                f"{run_dir} has no {which} checkpoint ({names[which]}); "
+                "is the run finished?"
+            )
         return path
     return Path(which)
 
 
-def load_generator(run_dir: Path, which: str = "final", *, ema: bool = True,
-                   device: str = "cpu") -> LoadedGenerator:
+def load_generator(
+    run_dir: Path, which: str = "final", *, ema: bool = True, device: str = "cpu"
+) -> LoadedGenerator:
     """Rebuild the generator of a run from its checkpoint and stored recipe."""
     path = checkpoint_path(run_dir, which)
     state = ckpt.load_checkpoint(path, device)
     config = state["config"]
     registry = build_registry(config.get("plugins") or [])
-    recipe = Recipe(config, state["recipe_hash"], config.get("name") or run_dir.name,
-                    None, registry)
+    recipe = Recipe(
+        config, state["recipe_hash"], config.get("name") or run_dir.name, None, registry
+    )
     meta = state["data_shape"]
     shape = DataShape(meta["kind"], tuple(meta["shape"]), meta["num_classes"])
     generator = recipe.network("generator", shape)
@@ -60,16 +64,19 @@ def load_generator(run_dir: Path, which: str = "final", *, ema: bool = True,
 
 
 @torch.no_grad()
-def generate(loaded: LoadedGenerator, n: int, *, seed: int,
-             batch_size: int = 500) -> torch.Tensor:
+def generate(
+    loaded: LoadedGenerator, n: int, *, seed: int, batch_size: int = 500
+) -> torch.Tensor:
     """``n`` samples in the data's range; the same seed gives the same samples."""
     generator = loaded.generator
     device = next(generator.parameters()).device
     rng = torch.Generator().manual_seed(seed)
     latents = torch.randn(n, int(generator.latent_dim), generator=rng)
     output_range = getattr(generator, "output_range", None)
-    parts = [to_unit_range(generator(z.to(device)), output_range).cpu()
-             for z in latents.split(batch_size)]
+    parts = [
+        to_unit_range(generator(z.to(device)), output_range).cpu()
+        for z in latents.split(batch_size)
+    ]
     return torch.cat(parts)
 
 

@@ -43,8 +43,9 @@ POINT_SNAPSHOT = 2500  # points per scatter snapshot: the toy-mixture protocol's
 
 def pick_device(choice: str) -> torch.device:
     if choice == "cuda" and not torch.cuda.is_available():
-        raise GanzooError("train.device is 'cuda' but no CUDA device is available",
-                          key="train.device")
+        raise GanzooError(
+            "train.device is 'cuda' but no CUDA device is available", key="train.device"
+        )
     if choice == "auto":
         choice = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(choice)
@@ -60,14 +61,27 @@ def make_optimizer(parameters, options: dict[str, Any]) -> torch.optim.Optimizer
     name, lr = options["name"], options["lr"]
     if name in ("adam", "adamw"):
         kind = torch.optim.Adam if name == "adam" else torch.optim.AdamW
-        return kind(parameters, lr=lr, betas=tuple(options["betas"]), eps=options["eps"],
-                    weight_decay=options["weight_decay"])
+        return kind(
+            parameters,
+            lr=lr,
+            betas=tuple(options["betas"]),
+            eps=options["eps"],
+            weight_decay=options["weight_decay"],
+        )
     if name == "rmsprop":
-        return torch.optim.RMSprop(parameters, lr=lr, eps=options["eps"],
-                                   momentum=options["momentum"],
-                                   weight_decay=options["weight_decay"])
-    return torch.optim.SGD(parameters, lr=lr, momentum=options["momentum"],
-                           weight_decay=options["weight_decay"])
+        return torch.optim.RMSprop(
+            parameters,
+            lr=lr,
+            eps=options["eps"],
+            momentum=options["momentum"],
+            weight_decay=options["weight_decay"],
+        )
+    return torch.optim.SGD(
+        parameters,
+        lr=lr,
+        momentum=options["momentum"],
+        weight_decay=options["weight_decay"],
+    )
 
 
 class BatchSampler:
@@ -93,8 +107,11 @@ class BatchSampler:
         return self.samples[index.to(self.samples.device)]
 
     def state_dict(self) -> dict[str, Any]:
-        return {"generator": self.generator.get_state(), "order": self.order,
-                "position": self.position}
+        return {
+            "generator": self.generator.get_state(),
+            "order": self.order,
+            "position": self.position,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"])
@@ -128,7 +145,9 @@ class Trainer:
         if len(data) < self.train_options["batch_size"]:
             raise GanzooError(
                 f"the data set has {len(data)} samples, fewer than one batch "
-                f"({self.train_options['batch_size']})", key="train.batch_size")
+                f"({self.train_options['batch_size']})",
+                key="train.batch_size",
+            )
         self.shape = data.shape
 
         # Networks, seeded so that the initial weights depend only on the seed.
@@ -145,24 +164,33 @@ class Trainer:
 
         self.real = from_unit_range(data.samples, self.output_range).to(self.device)
         self._check_discriminator_batch()
-        self.sampler = BatchSampler(self.real, self.train_options["batch_size"],
-                                    self.train_options["seed"] + 1)
+        self.sampler = BatchSampler(
+            self.real, self.train_options["batch_size"], self.train_options["seed"] + 1
+        )
         self.reference = self._reference_points(data)
 
-        self.g_optimizer = make_optimizer(generator.parameters(),
-                                          config["optim"]["generator"])
-        self.d_optimizer = make_optimizer(discriminator.parameters(),
-                                          config["optim"]["discriminator"])
+        self.g_optimizer = make_optimizer(
+            generator.parameters(), config["optim"]["generator"]
+        )
+        self.d_optimizer = make_optimizer(
+            discriminator.parameters(), config["optim"]["discriminator"]
+        )
         self.loss: Loss = recipe.plugin("loss", config["loss"])
-        self.regularizers: list[Regularizer] = recipe.plugins("regularizer",
-                                                              "regularizers")
+        self.regularizers: list[Regularizer] = recipe.plugins(
+            "regularizer", "regularizers"
+        )
         self.constraints: list[Constraint] = recipe.plugins("constraint", "constraints")
 
         # Fixed latents for the snapshot grids, from their own generator.
-        count = POINT_SNAPSHOT if data.shape.kind == "points" else self.train_options["grid"]
+        count = (
+            POINT_SNAPSHOT
+            if data.shape.kind == "points"
+            else self.train_options["grid"]
+        )
         latent_rng = torch.Generator().manual_seed(self.train_options["seed"] + 2)
-        self.fixed_latents = torch.randn(count, self.latent_dim, generator=latent_rng).to(
-            self.device)
+        self.fixed_latents = torch.randn(
+            count, self.latent_dim, generator=latent_rng
+        ).to(self.device)
 
         # The cheap metric during training, which keeps the best checkpoint.
         self.periodic = None
@@ -194,7 +222,9 @@ class Trainer:
             first = str(error).strip().splitlines()[0]
             raise GanzooError(
                 f"the discriminator cannot take a batch of {2 * batch} "
-                f"{self.shape.describe()}: {first}", key="model.discriminator") from None
+                f"{self.shape.describe()}: {first}",
+                key="model.discriminator",
+            ) from None
         finally:
             discriminator.train()
 
@@ -250,9 +280,14 @@ class Trainer:
         # initial weights, follow the generator more closely.
         decay = min(self.train_options["ema"], (1 + self.step) / (10 + self.step))
         ema_params = list(self.nets.generator_ema.parameters())
-        torch._foreach_lerp_(ema_params, list(self.nets.generator.parameters()), 1 - decay)
-        for ema_buffer, buffer in zip(self.nets.generator_ema.buffers(),
-                                      self.nets.generator.buffers(), strict=True):
+        torch._foreach_lerp_(
+            ema_params, list(self.nets.generator.parameters()), 1 - decay
+        )
+        for ema_buffer, buffer in zip(
+            self.nets.generator_ema.buffers(),
+            self.nets.generator.buffers(),
+            strict=True,
+        ):
             ema_buffer.copy_(buffer)
 
     # Snapshots and checkpoints.
@@ -270,8 +305,13 @@ class Trainer:
         samples = torch.cat([generator(z) for z in self.fixed_latents.split(256)])
         generator.train(was_training)
         path = self.run_dir / f"fakes-kimg{self.kimg:08.2f}.png"
-        save_picture(to_unit_range(samples, self.output_range), self.shape, path,
-                     reference=self.reference, title=f"{self.kimg:.1f} kimg")
+        save_picture(
+            to_unit_range(samples, self.output_range),
+            self.shape,
+            path,
+            reference=self.reference,
+            title=f"{self.kimg:.1f} kimg",
+        )
         for tracker in self.trackers:
             tracker.log_image("fakes", path, self.step)
         return path
@@ -282,8 +322,11 @@ class Trainer:
             "ganzoo_version": __version__,
             "recipe_hash": self.recipe.hash,
             "config": json.loads(json.dumps(self.recipe.config, default=str)),
-            "data_shape": {"kind": self.shape.kind, "shape": list(self.shape.shape),
-                           "num_classes": self.shape.num_classes},
+            "data_shape": {
+                "kind": self.shape.kind,
+                "shape": list(self.shape.shape),
+                "num_classes": self.shape.num_classes,
+            },
             "generator": self.nets.generator.state_dict(),
             "generator_ema": self.nets.generator_ema.state_dict(),
             "discriminator": self.nets.discriminator.state_dict(),
@@ -307,7 +350,8 @@ class Trainer:
             raise GanzooError(
                 f"{self.run_dir} was trained from a different recipe (hash "
                 f"{state.get('recipe_hash')}, this recipe {self.recipe.hash}); "
-                "resume with the same recipe or choose another --run-dir")
+                "resume with the same recipe or choose another --run-dir"
+            )
         self.nets.generator.load_state_dict(state["generator"])
         self.nets.discriminator.load_state_dict(state["discriminator"])
         if self.nets.generator_ema is not self.nets.generator:
@@ -325,28 +369,48 @@ class Trainer:
         progress.resume_from(self.kimg, state["tick"], state["elapsed_sec"])
 
     def evaluate(self, progress: Progress) -> None:
-        """Score the EMA generator now; keep the checkpoint when it is the best so far."""
+        """Score the EMA generator now; keep the checkpoint when it is the best."""
         assert self.periodic is not None
         scores = self.periodic(self.nets.generator_ema)
         rank = self.periodic.rank(scores)
         improved = self.best is None or rank < tuple(self.best["rank"])
         if improved:
-            self.best = {"kimg": self.kimg, "step": self.step, "scores": scores,
-                         "rank": list(rank)}
-        entry = {"kimg": round(self.kimg, 3), "step": self.step, "eval": scores,
-                 "best": improved, "timestamp": time.time()}
+            self.best = {
+                "kimg": self.kimg,
+                "step": self.step,
+                "scores": scores,
+                "rank": list(rank),
+            }
+        entry = {
+            "kimg": round(self.kimg, 3),
+            "step": self.step,
+            "eval": scores,
+            "best": improved,
+            "timestamp": time.time(),
+        }
         with (self.run_dir / "stats.jsonl").open("a") as file:
             file.write(json.dumps(entry) + "\n")
-        shown = "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                          for k, v in scores.items())
-        log.info("eval  kimg %-8.1f %s%s", self.kimg, shown, "  (best)" if improved else "")
+        shown = "  ".join(
+            f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+            for k, v in scores.items()
+        )
+        log.info(
+            "eval  kimg %-8.1f %s%s", self.kimg, shown, "  (best)" if improved else ""
+        )
         for tracker in self.trackers:
-            tracker.log_stats({f"eval/{k}": v for k, v in scores.items()
-                               if isinstance(v, int | float)}, self.step)
+            tracker.log_stats(
+                {
+                    f"eval/{k}": v
+                    for k, v in scores.items()
+                    if isinstance(v, int | float)
+                },
+                self.step,
+            )
         if improved:
             ckpt.save_atomic(self.state_dict(progress), self.run_dir / ckpt.BEST)
-            _update_run_info(self.run_dir, best={k: v for k, v in self.best.items()
-                                                 if k != "rank"})
+            _update_run_info(
+                self.run_dir, best={k: v for k, v in self.best.items() if k != "rank"}
+            )
 
     # The loop.
 
@@ -357,20 +421,29 @@ class Trainer:
         total_images = round(options["kimg"] * 1000)
         tick_images = round(options["tick_kimg"] * 1000)
         snapshot_images = round(options["snapshot_kimg"] * 1000)
-        checkpoint_images = round((options["checkpoint_kimg"] or options["snapshot_kimg"])
-                                  * 1000)
+        checkpoint_images = round(
+            (options["checkpoint_kimg"] or options["snapshot_kimg"]) * 1000
+        )
         eval_kimg = self.recipe.config["eval"]["eval_kimg"]
         eval_images = round(eval_kimg * 1000) if eval_kimg else None
 
-        progress = Progress(self.run_dir, options["kimg"], self.device, self.trackers,
-                            show_bar=show_bar)
+        progress = Progress(
+            self.run_dir, options["kimg"], self.device, self.trackers, show_bar=show_bar
+        )
         if resume:
-            self.load_state_dict(ckpt.load_checkpoint(self.run_dir / ckpt.LAST, "cpu"),
-                                 progress)
-            log.info("resumed %s at %.1f kimg (step %d)", self.run_dir, self.kimg,
-                     self.step)
-        info = RunInfo(self.run_dir, self.recipe.config, self.recipe.hash,
-                       self.recipe.name, resumed=resume)
+            self.load_state_dict(
+                ckpt.load_checkpoint(self.run_dir / ckpt.LAST, "cpu"), progress
+            )
+            log.info(
+                "resumed %s at %.1f kimg (step %d)", self.run_dir, self.kimg, self.step
+            )
+        info = RunInfo(
+            self.run_dir,
+            self.recipe.config,
+            self.recipe.hash,
+            self.recipe.name,
+            resumed=resume,
+        )
         for tracker in self.trackers:
             tracker.start(info)
         if self.images_seen == 0:
@@ -394,7 +467,10 @@ class Trainer:
                     progress.report(self.kimg, self.step)
                     next_tick = self._next(tick_images)
                 progress.advance_bar(self.kimg)
-                if self.images_seen >= (self.snapshot_index + 1) * snapshot_images or done:
+                if (
+                    self.images_seen >= (self.snapshot_index + 1) * snapshot_images
+                    or done
+                ):
                     self.snapshot_index = self.images_seen // snapshot_images
                     self.snapshot()
                 if eval_images and (
@@ -404,13 +480,20 @@ class Trainer:
                     self.evaluate(progress)
                 if self.images_seen >= (self.checkpoint_index + 1) * checkpoint_images:
                     self.checkpoint_index = self.images_seen // checkpoint_images
-                    ckpt.save_atomic(self.state_dict(progress), self.run_dir / ckpt.LAST)
+                    ckpt.save_atomic(
+                        self.state_dict(progress), self.run_dir / ckpt.LAST
+                    )
 
             state = self.state_dict(progress)
             ckpt.save_atomic(state, self.run_dir / ckpt.LAST)
             ckpt.save_atomic(state, self.run_dir / ckpt.FINAL)
-            _update_run_info(self.run_dir, finished=True, kimg=self.kimg, step=self.step,
-                             time_sec=round(progress.elapsed, 2))
+            _update_run_info(
+                self.run_dir,
+                finished=True,
+                kimg=self.kimg,
+                step=self.step,
+                time_sec=round(progress.elapsed, 2),
+            )
         finally:
             progress.close()
             for tracker in self.trackers:
@@ -440,8 +523,9 @@ def default_run_dir(recipe: Recipe, root: Path = Path("runs")) -> Path:
     return root / f"{recipe.name}-{recipe.hash[:10]}"
 
 
-def train_recipe(recipe: Recipe, run_dir: Path, *, resume: bool = False,
-                 show_bar: bool | None = None) -> Path:
+def train_recipe(
+    recipe: Recipe, run_dir: Path, *, resume: bool = False, show_bar: bool | None = None
+) -> Path:
     """Build everything, then create the run directory and train; returns final.pt.
 
     Everything that can fail on bad input (data, networks, trackers) is built
@@ -468,22 +552,33 @@ def prepare_run_dir(recipe: Recipe, run_dir: Path, *, resume: bool) -> None:
         return
     if run_dir.exists() and any(run_dir.iterdir()):
         raise GanzooError(
-            f"{run_dir} already holds a run; pass --resume to continue it, or --run-dir "
-            "to train into another directory")
+            f"{run_dir} already holds a run; pass --resume to continue it, or "
+            "--run-dir "
+            "to train into another directory"
+        )
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "recipe.yaml").write_text(
-        yaml.safe_dump(recipe.config, sort_keys=False, default_flow_style=None))
-    _update_run_info(run_dir, name=recipe.name, recipe_hash=recipe.hash,
-                     source=str(recipe.source) if recipe.source else None,
-                     created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                     versions=software_versions(), finished=False)
+        yaml.safe_dump(recipe.config, sort_keys=False, default_flow_style=None)
+    )
+    _update_run_info(
+        run_dir,
+        name=recipe.name,
+        recipe_hash=recipe.hash,
+        source=str(recipe.source) if recipe.source else None,
+        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        versions=software_versions(),
+        finished=False,
+    )
 
 
 def software_versions() -> dict[str, str]:
     import platform
 
-    versions = {"ganzoo": __version__, "torch": torch.__version__,
-                "python": platform.python_version()}
+    versions = {
+        "ganzoo": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
     try:
         import torch_fidelity
 
