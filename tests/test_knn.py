@@ -150,6 +150,19 @@ def test_radii_are_kth_neighbour_distances_without_self():
     )
 
 
+def test_radii_match_dense_kth_values_over_many_strips():
+    # 45 strips of 9 rows: candidates from earlier strips are held and folded.
+    real, _ = gaussians(n_real=400, dim=48)
+    real = torch.cat([real, real[:30]])  # some points twice
+    radii = knn_radii(real, ks=(1, 3, 5), block=9)
+    dense = torch.cdist(
+        real.double(), real.double(), compute_mode="donot_use_mm_for_euclid_dist"
+    )
+    for k in (1, 3, 5):
+        expected = dense.kthvalue(k + 1, dim=1).values
+        assert torch.equal(radii[k], expected), k
+
+
 # Invariance and exactness.
 
 
@@ -159,6 +172,17 @@ def test_block_size_does_not_change_the_result(dim):
     small = precision_recall_density_coverage(real, fake, block=7)
     large = precision_recall_density_coverage(real, fake, block=10000)
     assert small == large
+
+
+def test_column_tiles_do_not_change_the_result(monkeypatch):
+    from ganzoo.evaluation import _knn
+
+    real, fake = gaussians(n_real=300, n_fake=350, dim=64)
+    whole = precision_recall_density_coverage(real, fake, block=16)
+    monkeypatch.setitem(_knn._TILE_ENTRIES, "cpu", 16 * 24)  # 24 columns a tile
+    tiled = precision_recall_density_coverage(real, fake, block=16)
+    assert tiled == whole
+    assert_scores(tiled, dense_reference(real, fake), tol=1e-12)
 
 
 def test_duplicated_points_count_at_distance_zero():
@@ -221,6 +245,21 @@ def test_offset_and_scale_do_not_change_the_result():
     assert moved == base
     wide = precision_recall_density_coverage(real.double(), fake.double())
     assert wide == base
+
+
+def test_half_precision_features_are_measured_as_given():
+    real, fake = gaussians(n_real=300, n_fake=280, dim=40)
+    real, fake = real.half(), fake.half()
+    got = precision_recall_density_coverage(real, fake)
+    assert_scores(got, dense_reference(real, fake), tol=1e-12)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_gives_the_cpu_result():
+    real, fake = gaussians(n_real=3000, n_fake=2500, dim=256)
+    on_cpu = precision_recall_density_coverage(real, fake, device="cpu")
+    on_gpu = precision_recall_density_coverage(real.cuda(), fake.cuda(), device="cuda")
+    assert on_gpu == on_cpu
 
 
 def test_tight_low_dimensional_clusters():

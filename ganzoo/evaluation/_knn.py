@@ -31,9 +31,9 @@ computed once and serves all four metrics.
 Exactness. Every float32 value has a rigorous error bound (the worst-case bound
 of a float32 dot product, the rounding of the inputs and of the additions), and
 a float32 comparison is trusted only when it clears that bound. Everything
-else, the radii themselves and the few pairs that lie within the bound of a
-radius, is settled with distances computed directly in float64 from the
-features as given (``torch.cdist`` without the matrix-product shortcut; its
+else, the few pairs that lie within the bound of a radius and the radii that
+such pairs meet, is settled with distances computed directly in float64 from
+the features as given (``torch.cdist`` without the matrix-product shortcut; its
 value for a pair does not depend on the batch it is computed in). So the result
 is that of float64 distances whatever the block size or device, and duplicated
 points are exactly 0 apart. torch-fidelity and prdc work with float32
@@ -240,13 +240,15 @@ def _check_features(x: object, name: str, k: int) -> torch.Tensor:
     x = x.detach()
     if not x.is_floating_point():
         x = x.double()
-    bad = ~torch.isfinite(x).all(dim=1)
-    if bad.any():
-        rows = bad.nonzero().flatten()
-        raise GanzooError(
-            f"{name} contain NaN or infinite values in {rows.numel()} of {n} rows "
-            f"(first at row {int(rows[0])})"
-        )
+
+    # Column sums are finite unless a value is not (or the sum overflows).
+    if not torch.isfinite(x.sum(dim=0)).all():
+        rows = (~torch.isfinite(x).all(dim=1)).nonzero().flatten()
+        if rows.numel():
+            raise GanzooError(
+                f"{name} contain NaN or infinite values in {rows.numel()} of {n} "
+                f"rows (first at row {int(rows[0])})"
+            )
     return x
 
 
@@ -387,13 +389,8 @@ class _Points:
             # (raw - c) s rounds exactly like raw s - c s, s a power of two.
             shift = (center * -scale).to(device=device, dtype=torch.float32)
             torch.add(shift, raw.to(device), alpha=scale, out=x)
-        norms = torch.empty(n, dtype=torch.float64, device=device)
-        step = max(1, _EXACT_ENTRIES // d)
-        for start in range(0, n, step):
-            norms[start : start + step] = (
-                x[start : start + step].double().square().sum(1)
-            )
-        points = cls(raw, scale, norms)
+        # Float32 norms err by at most gamma_D of themselves (``norm_error``).
+        points = cls(raw, scale, torch.einsum("ij,ij->i", x, x).double())
         if right:
             points.right = both
             both[:, d] = 1.0
@@ -422,6 +419,11 @@ class _Points:
     @property
     def dtype(self) -> torch.dtype:
         return torch.float64 if self.direct else torch.float32
+
+    @property
+    def norm_error(self) -> float:
+        """Relative error bound of ``norms``."""
+        return 0.0 if self.direct else _gamma(self.d)
 
     def move(self, offset: torch.Tensor) -> None:
         """Use these points, as rows, moved by ``offset``."""
@@ -480,22 +482,29 @@ def _tile(
     return torch.mm(left, right.T, out=out)
 
 
-def _product_gamma(d: int) -> float:
-    """Worst-case relative error of a float32 dot product of D + 2 terms."""
-    k = d + 2
+def _gamma(k: int) -> float:
+    """Worst-case relative error of a float32 sum of ``k`` products."""
     return k * _UNIT / (1 - k * _UNIT)
+
+
+def _product_gamma(d: int) -> float:
+    """``_gamma`` of a tile entry: D products and the two extra columns."""
+    return _gamma(d + 2)
 
 
 def _lower_bound_factor(points: _Points) -> float:
     """``c`` such that a tile shifted by ``-c (|a|^2 + |b|^2)`` is below the truth.
 
-    The product errs by at most gamma (2 |a||b| + |a|^2 + |b|^2), the extra
-    columns by their rounding, and the float32 points differ from the given
-    ones by a rounding that moves a squared distance by at most 4u (|a|^2 + |b|^2).
+    The product errs by at most gamma (2 |a||b| + |a|^2 + |b|^2), the norms in
+    the extra columns by their own error and rounding, and the float32 points
+    differ from the given ones by a rounding that moves a squared distance by
+    at most 4u (|a|^2 + |b|^2).
     """
     if points.direct:
         return _DIRECT_ERROR
-    return _SAFETY * (2 * _product_gamma(points.d) + 6 * _UNIT) + 1e-9
+    norm = points.norm_error
+    error = 2 * _product_gamma(points.d) + norm + 6 * _UNIT
+    return _SAFETY * error * (1 + 2 * norm) + 1e-9
 
 
 def _band(
@@ -508,13 +517,15 @@ def _band(
 ) -> float:
     """Error bound of every entry of one real x fake tile.
 
-    Summed: the product (gamma times its absolute terms), the rounding of the
-    two extra columns, the float32 dot products with the offset behind the
-    terms, and the float32 points against the given ones, which moves a squared
-    distance by at most 2u |a + offset - b| (|a| + |b|).
+    Summed: the product (gamma times its absolute terms), the rounding and the
+    norm errors of the two extra columns, the float32 dot products with the
+    offset behind the terms, and the float32 points against the given ones,
+    which moves a squared distance by at most 2u |a + offset - b| (|a| + |b|).
     """
-    na, nb = float(a.norms[rows].max()), float(b.norms[cols].max())
-    moved = float(a.moved[rows].max()) if a.moved is not None else na
+    # Norms are estimates: bound them from above first.
+    grow = 1 + 2 * a.norm_error
+    na, nb = float(a.norms[rows].max()) * grow, float(b.norms[cols].max()) * grow
+    moved = float(a.moved[rows].max()) * grow if a.moved is not None else na
     rt = float(row_terms[rows].abs().max())
     ct = float(col_terms[cols].abs().max())
     size = moved + nb + rt + ct
@@ -523,11 +534,11 @@ def _band(
     offset = float(a.offset.norm()) if a.offset is not None else 0.0
     ra, rb, rm = math.sqrt(na), math.sqrt(nb), math.sqrt(moved)
     product = _product_gamma(a.d) * (2 * ra * rb + rt + ct)
-    rounding = _UNIT * (rt + ct)
+    rounding = _UNIT * (rt + ct) + a.norm_error * (na + nb)
     dots = 2 * (_product_gamma(a.d) + _UNIT) * offset * (ra + rb)
-    points = 2.01 * _UNIT * (rm + rb) * (ra + rb)
+    inputs = 2.01 * _UNIT * (rm + rb) * (ra + rb)
     # The last term covers the difference between float64 distances and the truth.
-    bound = _SAFETY * (product + rounding + dots + points)
+    bound = _SAFETY * (product + rounding + dots + inputs)
     return bound + 1e-9 * size + _ABSOLUTE_SLACK
 
 
@@ -766,7 +777,7 @@ def _candidates(
             tile = _tile(points, slice(r0, r1), points, slice(c0, c1), buffer)
             v, j = tile.topk(min(width, c1 - c0), dim=1, largest=False)
             values, found = torch.cat([values, v], 1), torch.cat([found, j + c0], 1)
-            inner = min(r1, c1) - c0  # columns inside the diagonal block
+            inner = max(0, min(r1, c1) - c0)  # columns in the diagonal block
             if inner < c1 - c0:
                 kept = min(width, r1 - r0)
                 v, i = tile[:, inner:].topk(kept, dim=0, largest=False)
@@ -821,8 +832,11 @@ def _cross(
     t_fake, w_fake = fake_radii.threshold(k_pr)
 
     # Sets too far apart for any ball to reach across score 0.
+    grow = 1 + 2 * real.norm_error + 1e-6
     closest = (
-        float(offset.norm()) - math.sqrt(real.norms.max()) - math.sqrt(fake.norms.max())
+        float(offset.norm())
+        - math.sqrt(float(real.norms.max()) * grow)
+        - math.sqrt(float(fake.norms.max()) * grow)
     )
     reach = max(
         (t + w).max() for t, w in ((t_pr, w_pr), (t_dc, w_dc), (t_fake, w_fake))
