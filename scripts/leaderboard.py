@@ -20,8 +20,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 
 STANDINGS = {
-    "ring": ["gan", "mm-gan", "lsgan", "wgan-gp", "pacgan2"],
-    "grid": ["gan", "mm-gan", "lsgan", "wgan-gp", "pacgan2"],
+    "ring": ["gan", "mm-gan", "wgan-gp", "pacgan2"],
+    "grid": ["gan", "mm-gan", "wgan-gp", "pacgan2"],
     "fashion-mnist": [
         "gan",
         "mm-gan",

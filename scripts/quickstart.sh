@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
-exec .venv/bin/ganzoo train recipes/quickstart.yaml "$@"
+exec .venv/bin/ganzoo eval recipes/quickstart.yaml "$@"
