@@ -37,8 +37,10 @@ results go to ``benchmarks/results/eval_vs_fidelity.json``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime
+import functools
 import json
 import os
 import platform
@@ -118,9 +120,6 @@ class Reading:
     wall: float
     cpu: float
 
-    def __add__(self, other: Reading) -> Reading:
-        return Reading(self.wall + other.wall, self.cpu + other.cpu)
-
     def as_dict(self) -> dict[str, float]:
         return {"wall_sec": round(self.wall, 3), "cpu_sec": round(self.cpu, 3)}
 
@@ -195,7 +194,6 @@ class Scratch:
             GANZOO_CACHE=str(self.root / "ganzoo-cache"),
             TORCH_HOME=str(self.root / "torch-home"),
             CUDA_VISIBLE_DEVICES="",
-            PYTHONWARNINGS="ignore",
         )
         return env
 
@@ -353,14 +351,14 @@ def ganzoo_group(scratch: Scratch, env: dict[str, str], index: int) -> dict[str,
     if cache != "hit":
         sys.exit(f"round {index}: ganzoo's reference features were a cache {cache}")
     scores = {key: record[key] for key in (*SAME_SCORES, "density", "coverage")}
-    return {GANZOO: reading, "scores": {GANZOO: scores}}
+    return {GANZOO: reading, "scores": {GANZOO: scores}, "extra": {}}
 
 
 def fidelity_group(
     scratch: Scratch, env: dict[str, str], index: int, batch_size: int
 ) -> dict[str, Any]:
     """Sample, write the PNGs, then the CLI with and without its real-side cache."""
-    found: dict[str, Any] = {"scores": {}}
+    found: dict[str, Any] = {"scores": {}, "extra": {}}
     scratch.samples.unlink(missing_ok=True)
     shutil.rmtree(scratch.fake, ignore_errors=True)
     command = ganzoo(
@@ -380,8 +378,8 @@ def fidelity_group(
     if index == 0:
         command = fidelity_command(scratch, batch_size, cached=True)
         reading, _ = run_timed("fidelity warm-up", command, env)
-        found["fidelity_warm_up"] = reading
-        found["png_levels_equal_ganzoo"] = check_fake_levels(scratch)
+        found["extra"]["fidelity_warm_up"] = reading.as_dict()
+        found["extra"]["png_levels_equal_ganzoo"] = check_fake_levels(scratch)
 
     variants = [(CACHED, True), (UNCACHED, False)]
     for name, cached in variants if index % 2 == 0 else variants[::-1]:
@@ -395,25 +393,24 @@ def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     """Medians and ranges per step, and each route's ratio to ``ganzoo eval``."""
     steps = {}
     for name in (GANZOO, SAMPLE, PNG, CACHED, UNCACHED):
-        readings = [entry[name] for entry in rounds]
-        steps[name] = {
-            clock: {
-                "median_sec": round(statistics.median(r[clock] for r in readings), 3),
-                "min_sec": round(min(r[clock] for r in readings), 3),
-                "max_sec": round(max(r[clock] for r in readings), 3),
-                "per_round_sec": [round(r[clock], 3) for r in readings],
+        steps[name] = {}
+        for clock in ("wall", "cpu"):
+            seconds = [getattr(entry[name], clock) for entry in rounds]
+            steps[name][clock] = {
+                "median_sec": round(statistics.median(seconds), 3),
+                "min_sec": round(min(seconds), 3),
+                "max_sec": round(max(seconds), 3),
+                "per_round_sec": [round(value, 3) for value in seconds],
             }
-            for clock in ("wall", "cpu")
-        }
-        for reading in readings:
-            assert isinstance(reading, dict)
 
     routes = {}
     for route, parts in ROUTES.items():
         routes[route] = {"steps": list(parts)}
         for clock in ("wall", "cpu"):
-            ours = [entry[GANZOO][clock] for entry in rounds]
-            theirs = [sum(entry[part][clock] for part in parts) for entry in rounds]
+            ours = [getattr(entry[GANZOO], clock) for entry in rounds]
+            theirs = [
+                sum(getattr(entry[part], clock) for part in parts) for entry in rounds
+            ]
             paired = sorted(t / o for t, o in zip(theirs, ours, strict=True))
             routes[route][clock] = {
                 "median_sec": round(statistics.median(theirs), 3),
@@ -456,18 +453,16 @@ def run_rounds(
     found, extra = [], {}
     for index in range(rounds):
         groups = [
-            lambda: ganzoo_group(scratch, env, index),
-            lambda: fidelity_group(scratch, env, index, batch_size),
+            functools.partial(ganzoo_group, scratch, env, index),
+            functools.partial(fidelity_group, scratch, env, index, batch_size),
         ]
         entry: dict[str, Any] = {"scores": {}, "order": []}
         for group in groups if index % 2 == 0 else groups[::-1]:
             result = group()
             entry["scores"].update(result.pop("scores"))
-            entry["order"] += [k for k, v in result.items() if isinstance(v, Reading)]
+            extra.update(result.pop("extra"))
+            entry["order"] += list(result)
             entry.update(result)
-        for key in ("fidelity_warm_up", "png_levels_equal_ganzoo"):
-            if key in entry:
-                extra[key] = entry.pop(key)
         found.append(entry)
         print(
             f"round {index + 1}/{rounds}: "
@@ -531,7 +526,9 @@ def print_report(summary: dict[str, Any], scores: dict[str, Any], rounds: int) -
         print(f"  {route:<48} {' '.join(cells)}")
 
     print("\nscores (first round)")
-    print(f"  {'score':<10} {'ganzoo':>14} {'torch-fidelity':>14} {'relative diff':>14}")
+    print(
+        f"  {'score':<10} {'ganzoo':>14} {'torch-fidelity':>14} {'relative diff':>14}"
+    )
     for key, row in scores.items():
         if row["torch_fidelity_key"] is None:
             print(f"  {key:<10} {row['ganzoo']:>14.6g} {'-':>14} {'(ganzoo only)':>14}")
@@ -572,10 +569,13 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.datetime.now(datetime.timezone.utc)
     begin = time.perf_counter()
     load_before = os.getloadavg()
-    with tempfile.TemporaryDirectory(prefix="ganzoo-bench-") as temporary:
-        root = args.work_dir.resolve() if args.work_dir else Path(temporary)
-        root.mkdir(parents=True, exist_ok=True)
-        scratch = Scratch(root)
+    if args.work_dir is not None:
+        args.work_dir.mkdir(parents=True, exist_ok=True)
+        folder = contextlib.nullcontext(str(args.work_dir.resolve()))
+    else:
+        folder = tempfile.TemporaryDirectory(prefix="ganzoo-bench-")
+    with folder as root:
+        scratch = Scratch(Path(root))
         env = scratch.environment()
         setup, warm_record = set_up(scratch, env)
         found, extra = run_rounds(scratch, env, args.rounds, args.batch_size)
@@ -587,7 +587,7 @@ def main(argv: list[str] | None = None) -> int:
 
     summary = summarize(found)
     scores = compare_scores(found)
-    setup["fidelity_warm_up"] = extra["fidelity_warm_up"].as_dict()
+    setup["fidelity_warm_up"] = extra["fidelity_warm_up"]
     print_report(summary, scores, args.rounds)
 
     record = {
@@ -606,6 +606,7 @@ def main(argv: list[str] | None = None) -> int:
         "fidelity_batch_size": args.batch_size,
         "rounds": args.rounds,
         "commands": {name: " ".join(command) for name, command in commands.items()},
+        "fidelity_wrapper": f"python -c {FIDELITY_MAIN!r} ARGUMENTS",
         "png_levels_equal_ganzoo": extra["png_levels_equal_ganzoo"],
         "setup": setup,
         "steps": summary["steps"],

@@ -437,6 +437,7 @@ class Trainer:
             log.info(
                 "resumed %s at %.1f kimg (step %d)", self.run_dir, self.kimg, self.step
             )
+        _update_run_info(self.run_dir, device=str(self.device))
         info = RunInfo(
             self.run_dir,
             self.recipe.config,
