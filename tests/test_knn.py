@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 from prdc import compute_prdc
-from torch_fidelity.metric_prc import calculate_precision_recall_part
+from torch_fidelity.metric_prc import prc_features_to_metric
 
 from ganzoo import GanzooError
 from ganzoo.evaluation._knn import knn_radii, precision_recall_density_coverage
@@ -31,7 +31,8 @@ def gaussians(n_real=600, n_fake=500, dim=64, shift=0.3, seed=0):
 
 def torch_fidelity_pr(real, fake, k=3):
     # torch-fidelity's convention: features_1 is generated, features_2 real.
-    return calculate_precision_recall_part(fake, real, neighborhood=k)
+    scores = prc_features_to_metric(fake, real, prc_neighborhood=k, verbose=False)
+    return scores["precision"], scores["recall"]
 
 
 def prdc_scores(real, fake, k):
@@ -313,6 +314,9 @@ def test_bad_options_are_refused():
         precision_recall_density_coverage(real, fake, k_pr=0)
     with pytest.raises(GanzooError, match="block"):
         precision_recall_density_coverage(real, fake, block=0)
+    if not torch.cuda.is_available():
+        with pytest.raises(GanzooError, match="CUDA"):
+            precision_recall_density_coverage(real, fake, device="cuda")
     with pytest.raises(GanzooError, match="lacks k = 5"):
         precision_recall_density_coverage(
             real, fake, real_radii=knn_radii(real, ks=(3,))
