@@ -82,7 +82,7 @@ def _best(row: dict[str, Any], metric: str) -> str:
     best = row.get("best")
     if not best or best.get(metric) is None:
         return "-"
-    return f"{_number(best[metric])} @ {_number(best.get('kimg'), 3)} kimg"
+    return f"{_number(best[metric])} @ {_number(best.get('kimg'), 5)} kimg"
 
 
 def _versions(row: dict[str, Any]) -> str:

@@ -144,11 +144,20 @@ def _describe_protocol(record: dict[str, Any]) -> dict[str, Any]:
     return {name: read(protocol) for name, read in PROTOCOL_FIELDS.items()}
 
 
+# Ties on the ranking metric are broken by a second one where there is a natural
+# choice: equal mode counts by the reverse KL of the mode histogram.
+TIE_BREAK = {"modes": "reverse_kl", "classes_covered": "class_kl"}
+
+
 def _rank_key(record: dict[str, Any], metric: str) -> tuple:
-    value = record.get(metric)
-    if not isinstance(value, int | float):
-        return (1, 0.0, record.get("name", ""))
-    return (0, value if metric in LOWER_IS_BETTER else -value, record.get("name", ""))
+    def signed(name: str) -> tuple:
+        value = record.get(name)
+        if not isinstance(value, int | float):
+            return (1, 0.0)
+        return (0, value if name in LOWER_IS_BETTER else -value)
+
+    second = TIE_BREAK.get(metric)
+    return (*signed(metric), *(signed(second) if second else ()), record.get("name", ""))
 
 
 def compare(records: list[dict[str, Any]]) -> dict[str, Any]:
