@@ -4,20 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-ORDER = (
-    "fid",
-    "kid",
-    "is",
-    "precision",
-    "recall",
-    "density",
-    "coverage",
-    "modes",
-    "high_quality",
-    "reverse_kl",
-    "classes_covered",
-    "class_kl",
-)
+from ._scoring import SCORE_KEYS as ORDER
 
 
 def _value(scores: dict[str, Any], key: str, std: dict[str, Any] | None = None) -> str:

@@ -21,7 +21,23 @@ from ._cache import cached
 log = logging.getLogger(__name__)
 
 CLASSIFIER_FOR = {"mnist": "mnist-classifier", "stacked-mnist": "mnist-classifier"}
-LOWER_IS_BETTER = {"fid", "kid", "reverse_kl", "class_kl"}
+SCORE_KEYS = (
+    "fid",
+    "kid",
+    "is",
+    "precision",
+    "recall",
+    "density",
+    "coverage",
+    "modes",
+    "high_quality",
+    "reverse_kl",
+    "classes_covered",
+    "class_kl",
+)
+"""The public score names of an evaluation record, in display order."""
+
+LOWER_IS_BETTER = frozenset({"fid", "kid", "reverse_kl", "class_kl"})
 
 
 class NonFiniteError(RuntimeError):

@@ -12,31 +12,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-LOWER_IS_BETTER = {"fid", "kid", "reverse_kl", "class_kl"}
-HIGHER_IS_BETTER = {
-    "is",
-    "precision",
-    "recall",
-    "density",
-    "coverage",
-    "modes",
-    "high_quality",
-    "classes_covered",
-}
-METRICS = (
-    "fid",
-    "kid",
-    "is",
-    "precision",
-    "recall",
-    "density",
-    "coverage",
-    "modes",
-    "high_quality",
-    "reverse_kl",
-    "classes_covered",
-    "class_kl",
-)
+from ..evaluation._scoring import LOWER_IS_BETTER, SCORE_KEYS
+
+METRICS = SCORE_KEYS
 
 # The protocol fields that must agree for two scores to be comparable.
 PROTOCOL_FIELDS = {
@@ -157,7 +135,11 @@ def _rank_key(record: dict[str, Any], metric: str) -> tuple:
         return (0, value if name in LOWER_IS_BETTER else -value)
 
     second = TIE_BREAK.get(metric)
-    return (*signed(metric), *(signed(second) if second else ()), record.get("name", ""))
+    return (
+        *signed(metric),
+        *(signed(second) if second else ()),
+        record.get("name", ""),
+    )
 
 
 def compare(records: list[dict[str, Any]]) -> dict[str, Any]:

@@ -9,7 +9,6 @@ internet access, copy the file there beforehand.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 from pathlib import Path
@@ -22,7 +21,9 @@ from torch_fidelity.feature_extractor_inceptionv3 import (
     FeatureExtractorInceptionV3,
 )
 
-from ganzoo import DataShape, FeatureExtractor, GanzooError, Option
+from ganzoo import GanzooError, Option
+
+from ._common import WeightsFileExtractor
 
 ENV_VAR = "GANZOO_INCEPTION_WEIGHTS"
 WEIGHTS_FILE = URL_INCEPTION_V3.rsplit("/", 1)[-1]
@@ -63,7 +64,7 @@ def random_inception_weights(seed: int = 0) -> dict[str, torch.Tensor]:
     return network.state_dict()
 
 
-class InceptionV3Compat(FeatureExtractor):
+class InceptionV3Compat(WeightsFileExtractor):
     """torch-fidelity's TF1-exact Inception-v3: 2048-d pool features, IS logits."""
 
     name = "inception-v3-compat"
@@ -81,7 +82,6 @@ class InceptionV3Compat(FeatureExtractor):
         super().__init__(**values)
         self.path = self.locate()
         self._network: FeatureExtractorInceptionV3 | None = None
-        self._digest: tuple[tuple[int, int], str] | None = None
 
     def locate(self) -> Path:
         """The weights file, or GanzooError saying where to put it."""
@@ -128,26 +128,6 @@ class InceptionV3Compat(FeatureExtractor):
         return self._network
 
     # The FeatureExtractor contract.
-
-    def check(self, data: DataShape) -> None:
-        if data.kind != "image" or data.channels not in (1, 3):
-            raise GanzooError(
-                f"feature extractor {self.name!r} takes grayscale or RGB images, but "
-                f"the data are {data.describe()}; point data sets are scored on the "
-                "samples themselves, with no feature extractor"
-            )
-
-    def weights_hash(self) -> str:
-        """The first 16 hex digits of the SHA-256 of the weights file."""
-        stat = self.path.stat()
-        stamp = (stat.st_mtime_ns, stat.st_size)
-        if self._digest is None or self._digest[0] != stamp:
-            digest = hashlib.sha256()
-            with self.path.open("rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
-            self._digest = (stamp, digest.hexdigest())
-        return self._digest[1][:16]
 
     def preprocessing(self) -> str:
         return (

@@ -9,7 +9,6 @@ used, so listing plugins stays fast.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +16,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganzoo import REQUIRED, DataShape, FeatureExtractor, GanzooError, Option
+from ganzoo import REQUIRED, GanzooError, Option
 from ganzoo._options import closest
 
 from ..architectures.timm_backbone import load_backbone_weights
+from ._common import WeightsFileExtractor
 
 BATCH_SIZE = 64
 """Images per forward pass at the model's resolution."""
 
 
-class TimmFeatures(FeatureExtractor):
+class TimmFeatures(WeightsFileExtractor):
     """Pooled features of any timm model loaded from a local checkpoint; no logits."""
 
     name = "timm"
@@ -60,7 +60,6 @@ class TimmFeatures(FeatureExtractor):
             )
         self._network: nn.Module | None = None
         self._normalisation: tuple[tuple[float, ...], tuple[float, ...]] | None = None
-        self._digest: tuple[tuple[int, int], str] | None = None
 
     def network(self) -> nn.Module:
         """The model without classifier, weights loaded, in eval mode."""
@@ -83,26 +82,6 @@ class TimmFeatures(FeatureExtractor):
         return self._normalisation
 
     # The FeatureExtractor contract.
-
-    def check(self, data: DataShape) -> None:
-        if data.kind != "image" or data.channels not in (1, 3):
-            raise GanzooError(
-                f"feature extractor 'timm' takes grayscale or RGB images, but the "
-                f"data are {data.describe()}; point data sets are scored on the "
-                "samples themselves, with no feature extractor"
-            )
-
-    def weights_hash(self) -> str:
-        """The first 16 hex digits of the SHA-256 of the weights file."""
-        stat = self.path.stat()
-        stamp = (stat.st_mtime_ns, stat.st_size)
-        if self._digest is None or self._digest[0] != stamp:
-            digest = hashlib.sha256()
-            with self.path.open("rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
-            self._digest = (stamp, digest.hexdigest())
-        return self._digest[1][:16]
 
     def preprocessing(self) -> str:
         mean, std = self.normalisation()
