@@ -230,3 +230,17 @@ def test_html_page_in_a_real_browser(tmp_path):
     shot = tmp_path / "shot.png"
     _chromium(f"--screenshot={shot}", "--window-size=1200,800", url)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_compare_shows_metrics_and_recipe_differences(tmp_path, cli):
+    first = record("a", 20.0, config={"loss": {"name": "bce"}, "train": {"kimg": 40}})
+    second = record("b", 30.0, config={"loss": {"name": "hinge"}, "train": {"kimg": 40}})
+    paths = [write_record(r, tmp_path) for r in (first, second)]
+    status, out, _ = cli("compare", *paths, "--json", "--results", tmp_path)
+    assert status == 0
+    result = json.loads(out)
+    assert result["runs"] == ["a", "b"]
+    assert result["metrics"]["fid"] == [20.0, 30.0]
+    assert result["recipe_differences"] == {"loss.name": ["bce", "hinge"]}
+    status, _, err = cli("compare", tmp_path / "missing-run", "--results", tmp_path)
+    assert status == 2 and "expected a record" in err
