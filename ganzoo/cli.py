@@ -238,7 +238,7 @@ def _train(args: argparse.Namespace, context: dict[str, Path]) -> int:
     recipe = load_recipe(args.recipe, args.overrides)
     run_dir = args.run_dir or default_run_dir(recipe)
     context["run_dir"] = run_dir
-    show_bar = {"auto": None, "bar": True, "lines": False}[args.progress]
+    show_bar = _show_bar(args.progress)
     final = train_recipe(recipe, run_dir, resume=args.resume, show_bar=show_bar)
     log.info("done: %s", final)
     return 0
@@ -253,7 +253,7 @@ def _eval(args: argparse.Namespace) -> int:
         raise GanzooError(f"--seeds must be at least 1, got {args.seeds}")
     if args.checkpoint is not None and not args.checkpoint.is_file():
         raise GanzooError(f"--checkpoint: file not found: {args.checkpoint}")
-    show_bar = {"auto": None, "bar": True, "lines": False}[args.progress]
+    show_bar = _show_bar(args.progress)
     record = evaluate_recipe(
         args.recipe,
         args.overrides,
@@ -272,6 +272,11 @@ def _eval(args: argparse.Namespace) -> int:
         print(f"ganzoo: failed: {'; '.join(record.get('errors', []))}", file=sys.stderr)
         return 1
     return 0
+
+
+def _show_bar(progress: str) -> bool | None:
+    """``--progress``: a bar, plain lines, or (auto) a bar only on a terminal."""
+    return {"auto": None, "bar": True, "lines": False}[progress]
 
 
 def _keep_sample_grids(record: dict, folder: Path) -> None:

@@ -23,8 +23,8 @@ from ganzoo._options import closest
 log = logging.getLogger(__name__)
 
 
-def _require_backbone(backbone: str) -> None:
-    """Raise GanzooError, with the closest known names, unless timm knows it."""
+def require_timm_model(backbone: str, key: str | None = None) -> None:
+    """Raise GanzooError (at ``key``), with the closest names, unless timm knows it."""
     import timm
 
     if timm.is_model(backbone):
@@ -32,8 +32,9 @@ def _require_backbone(backbone: str) -> None:
     near = closest(backbone, timm.list_models())
     hint = f"did you mean {', '.join(repr(n) for n in near)}? " if near else ""
     raise GanzooError(
-        f"timm has no model {backbone!r}; {hint}"
-        "list the names with python -c \"import timm; print(timm.list_models('res*'))\""
+        f"timm has no model {backbone!r}; {hint}list the names with "
+        "python -c \"import timm; print(timm.list_models('res*'))\"",
+        key=key,
     )
 
 
@@ -187,7 +188,7 @@ class TimmDiscriminator(Architecture):
                 f"architecture 'timm' needs images, but the data are "
                 f"{data.describe()}; use 'mlp' for point data"
             )
-        _require_backbone(options["backbone"])
+        require_timm_model(options["backbone"])
         if options["weights"] is not None:
             _weights_path(options["weights"])
 

@@ -17,9 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganzoo import REQUIRED, GanzooError, Option
-from ganzoo._options import closest
 
-from ..architectures.timm_backbone import load_backbone_weights
+from ..architectures.timm_backbone import load_backbone_weights, require_timm_model
 from ._common import WeightsFileExtractor
 
 BATCH_SIZE = 64
@@ -49,7 +48,7 @@ class TimmFeatures(WeightsFileExtractor):
 
     def __init__(self, **values: Any) -> None:
         super().__init__(**values)
-        _require_model(self.model)
+        require_timm_model(self.model, key="model")
         self.path = Path(self.weights).expanduser()
         if not self.path.is_file():
             raise GanzooError(
@@ -113,18 +112,3 @@ class TimmFeatures(WeightsFileExtractor):
                 batch = F.interpolate(batch, size=size, mode="bilinear", antialias=True)
             features.append(network((batch - mean) / std).flatten(1))
         return {"features": torch.cat(features)}
-
-
-def _require_model(model: str) -> None:
-    """Raise GanzooError, with the closest known names, unless timm knows it."""
-    import timm
-
-    if timm.is_model(model):
-        return
-    near = closest(model, timm.list_models())
-    hint = f"did you mean {', '.join(repr(n) for n in near)}? " if near else ""
-    raise GanzooError(
-        f"timm has no model {model!r}; {hint}list the names with "
-        "python -c \"import timm; print(timm.list_models('res*'))\"",
-        key="model",
-    )
