@@ -1,18 +1,22 @@
 """Reproduce every committed leaderboard record from its recipe, then render.
 
-    python scripts/leaderboard.py [--only ring,grid] [--seeds 3]
+    python scripts/leaderboard.py [--only ring,grid] [--seeds 3] [--jobs 2]
 
 Each standings recipe is evaluated with `ganzoo eval --seeds N` (finished runs are
 reused), then leaderboard/LEADERBOARD.md and leaderboard/site/index.html are
-regenerated. With a CUDA device the budgets are multiplied by --gpu-scale, so the
-same command runs longer budgets where a GPU is available.
+regenerated. With --jobs J the seeds are first trained J at a time, each process on
+its share of the CPU threads, which beats one process using every core on small
+models. With a CUDA device the budgets are multiplied by --gpu-scale, so the same
+command runs longer budgets where a GPU is available.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -35,10 +39,46 @@ STANDINGS = {
 }
 
 
-def ganzoo(*args: str) -> None:
+def ganzoo(*args: str, threads: int | None = None) -> None:
     command = [sys.executable, "-m", "ganzoo", *args]
+    environment = dict(os.environ)
+    if threads is not None:
+        environment["OMP_NUM_THREADS"] = str(threads)
     print("+", " ".join(command), flush=True)
-    subprocess.run(command, cwd=REPO, check=True)
+    subprocess.run(command, cwd=REPO, check=True, env=environment)
+
+
+def budget_overrides(recipe: str, gpu_scale: float) -> list[str]:
+    if not torch.cuda.is_available():
+        return []
+    from ganzoo.recipes import load_recipe
+
+    kimg = load_recipe(REPO / recipe).config["train"]["kimg"]
+    return [f"train.kimg={kimg * gpu_scale:g}"]
+
+
+def train_in_parallel(runs: list[tuple[str, list[str]]], jobs: int) -> None:
+    """Train every (recipe, overrides) first, `jobs` processes at a time.
+
+    Finished runs are skipped and interrupted ones resumed, as `ganzoo eval` would.
+    """
+    from ganzoo.recipes import load_recipe
+    from ganzoo.training import FINAL, LAST, default_run_dir
+
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    commands = []
+    for recipe, overrides in runs:
+        run_dir = default_run_dir(load_recipe(REPO / recipe, overrides))
+        if (run_dir / FINAL).is_file():
+            continue
+        resume = ["--resume"] if (run_dir / LAST).is_file() else []
+        commands.append(["train", recipe, *overrides, *resume, "--progress", "lines"])
+    with ThreadPoolExecutor(jobs) as pool:
+        futures = [
+            pool.submit(ganzoo, *command, threads=threads) for command in commands
+        ]
+        for future in futures:
+            future.result()
 
 
 def main() -> int:
@@ -51,22 +91,32 @@ def main() -> int:
         default=10.0,
         help="budget multiplier when CUDA is available",
     )
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="training processes to run at once"
+    )
     args = parser.parse_args()
 
+    from ganzoo.recipes import load_recipe
+
     chosen = args.only.split(",") if args.only else list(STANDINGS)
+    plan = []
     for dataset in chosen:
         for method in STANDINGS[dataset]:
             recipe = f"recipes/{dataset}/{method}.yaml"
-            overrides = []
-            if torch.cuda.is_available():
-                from ganzoo.recipes import load_recipe
-
-                kimg = load_recipe(REPO / recipe).config["train"]["kimg"]
-                overrides = [f"train.kimg={kimg * args.gpu_scale:g}"]
             seeds = 1 if method == "dcgan-seed" else args.seeds
-            ganzoo(
-                "eval", recipe, *overrides, "--seeds", str(seeds), "--progress", "lines"
-            )
+            plan.append((recipe, budget_overrides(recipe, args.gpu_scale), seeds))
+    if args.jobs > 1:
+        runs = []
+        for recipe, overrides, seeds in plan:
+            first = load_recipe(REPO / recipe, overrides).config["train"]["seed"]
+            runs += [
+                (recipe, [*overrides, f"train.seed={first + i}"]) for i in range(seeds)
+            ]
+        # The longest runs first, so that no single run is left running alone.
+        runs.sort(key=lambda run: -load_recipe(REPO / run[0]).config["train"]["kimg"])
+        train_in_parallel(runs, args.jobs)
+    for recipe, overrides, seeds in plan:
+        ganzoo("eval", recipe, *overrides, "--seeds", str(seeds), "--progress", "lines")
     ganzoo("leaderboard", "--format", "md", "--out", "leaderboard/LEADERBOARD.md")
     ganzoo("leaderboard", "--format", "html", "--out", "leaderboard/site/index.html")
     return 0
