@@ -9,7 +9,7 @@ option values, which become attributes of the instance.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -265,6 +265,8 @@ class SampleSet:
     (N, D) and ``logits`` (N, K), or (N, 3, K) for stacked data scored channel by
     channel, come from a feature extractor; ``dataset`` is the data set plugin the
     real side came from (mode scores read its protocol, e.g. mixture means).
+    ``cache_key`` is the content key of features that came from the on-disk
+    cache; statistics derived from them can be cached beside them.
     """
 
     name: str
@@ -272,6 +274,26 @@ class SampleSet:
     features: torch.Tensor | None = None
     logits: torch.Tensor | None = None
     dataset: Dataset | None = None
+    cache_key: dict[str, Any] | None = None
+
+    def statistic(
+        self,
+        name: str,
+        params: dict[str, Any],
+        compute: Callable[[], dict[str, torch.Tensor]],
+    ) -> dict[str, torch.Tensor]:
+        """``compute()``, cached on disk under this set's key when it has one.
+
+        For costly statistics of a reference set that every evaluation against
+        it would otherwise repeat, such as k-NN radii. The key joins the
+        features' content key with ``name`` and ``params``, so anything that
+        changes the features or the parameters misses the cache.
+        """
+        if self.cache_key is None:
+            return compute()
+        from .evaluation._cache import cached
+
+        return cached({**self.cache_key, "statistic": name, **params}, compute)[0]
 
     def __len__(self) -> int:
         for value in (self.features, self.samples, self.logits):

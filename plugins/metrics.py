@@ -146,14 +146,28 @@ class PrecisionRecallDensityCoverage(Metric):
         )
 
     def compute(self, real: SampleSet, fake: SampleSet) -> dict[str, Any]:
-        from ganzoo.evaluation._knn import precision_recall_density_coverage
+        from ganzoo.evaluation._knn import (
+            knn_radii,
+            precision_recall_density_coverage,
+        )
 
         def vectors(side: SampleSet) -> torch.Tensor:
             values = side.features if side.features is not None else side.samples
             return values.detach().float()[: self.max_samples]
 
+        # The real radii are a third of the work and the same for every run
+        # scored against a cached reference: cached beside its features.
+        reference, radii = vectors(real), None
+        if real.cache_key is not None:
+            ks = sorted({self.k_pr, self.k_dc})
+            stored = real.statistic(
+                "knn-radii",
+                {"ks": ks, "n": len(reference)},
+                lambda: {str(k): r for k, r in knn_radii(reference, ks).items()},
+            )
+            radii = {int(k): r for k, r in stored.items()}
         scores = precision_recall_density_coverage(
-            vectors(real), vectors(fake), k_pr=self.k_pr, k_dc=self.k_dc
+            reference, vectors(fake), k_pr=self.k_pr, k_dc=self.k_dc, real_radii=radii
         )
         return {
             **{k: float(v) for k, v in scores.items()},

@@ -172,6 +172,35 @@ def test_real_features_are_cached_by_content(tmp_path):
 
 
 @needs_fashion
+def test_reference_knn_radii_are_cached_beside_its_features(tmp_path):
+    registry = build_registry()
+    dataset = FashionMnist.create(limit=300)
+    scorer = Scorer.create(registry, dataset.data_shape(), dataset_name="fashion-mnist")
+    prdc = registry.get("metric", "prdc").cls.create()
+    real, _ = scorer.real_set(dataset, "test")
+    generator = torch.Generator().manual_seed(0)
+    noise = torch.rand(200, 1, 28, 28, generator=generator)
+    fake = scorer.sample_set("fake", noise)
+    cache = tmp_path / "cache" / "features"
+    features_only = set(cache.glob("*.pt"))
+
+    first = prdc.compute(real, fake)
+    radii_files = set(cache.glob("*.pt")) - features_only
+    assert len(radii_files) == 1
+    # Read from the cache, the radii give the same scores as computing afresh.
+    again = prdc.compute(scorer.real_set(dataset, "test")[0], fake)
+    real.cache_key = None
+    fresh = prdc.compute(real, fake)
+    assert first == again == fresh
+    assert set(cache.glob("*.pt")) - features_only == radii_files
+
+    # Other neighbour counts are another statistic.
+    other = registry.get("metric", "prdc").cls.create(k_dc=4)
+    other.compute(scorer.real_set(dataset, "test")[0], fake)
+    assert len(set(cache.glob("*.pt")) - features_only) == 2
+
+
+@needs_fashion
 def test_eval_of_a_tiny_fashion_mnist_recipe(tmp_path, monkeypatch, cli):
     monkeypatch.chdir(tmp_path)
     recipe = REPO / "recipes" / "fashion-mnist" / "gan.yaml"

@@ -164,6 +164,7 @@ class Scorer:
             reference["cache"] = "hit" if hit else "miss"
             for key, value in tensors.items():
                 setattr(side, key, value)
+            side.cache_key = parts
         return side, reference
 
     @torch.no_grad()
