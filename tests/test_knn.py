@@ -176,11 +176,11 @@ def test_block_size_does_not_change_the_result(dim):
 
 
 def test_column_tiles_do_not_change_the_result(monkeypatch):
-    from ganzoo.evaluation import _knn
+    from ganzoo.evaluation._knn import _points
 
     real, fake = gaussians(n_real=300, n_fake=350, dim=64)
     whole = precision_recall_density_coverage(real, fake, block=16)
-    monkeypatch.setitem(_knn._TILE_ENTRIES, "cpu", 16 * 24)  # 24 columns a tile
+    monkeypatch.setitem(_points._TILE_ENTRIES, "cpu", 16 * 24)  # 24 columns a tile
     tiled = precision_recall_density_coverage(real, fake, block=16)
     assert tiled == whole
     assert_scores(tiled, dense_reference(real, fake), tol=1e-12)

@@ -234,7 +234,9 @@ def test_html_page_in_a_real_browser(tmp_path):
 
 def test_compare_shows_metrics_and_recipe_differences(tmp_path, cli):
     first = record("a", 20.0, config={"loss": {"name": "bce"}, "train": {"kimg": 40}})
-    second = record("b", 30.0, config={"loss": {"name": "hinge"}, "train": {"kimg": 40}})
+    second = record(
+        "b", 30.0, config={"loss": {"name": "hinge"}, "train": {"kimg": 40}}
+    )
     paths = [write_record(r, tmp_path) for r in (first, second)]
     status, out, _ = cli("compare", *paths, "--json", "--results", tmp_path)
     assert status == 0
