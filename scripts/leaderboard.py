@@ -4,10 +4,10 @@
 
 Each standings recipe is evaluated with `ganzoo eval --seeds N` (finished runs are
 reused), then leaderboard/LEADERBOARD.md and leaderboard/site/index.html are
-regenerated. With --jobs J the seeds are first trained J at a time, each process on
-its share of the CPU threads, which beats one process using every core on small
-models. With a CUDA device the budgets are multiplied by --gpu-scale, so the same
-command runs longer budgets where a GPU is available.
+regenerated. With --jobs J the seeds are first trained, then the recipes evaluated,
+J at a time, each process on its share of the CPU threads, which beats one process
+using every core on small models. With a CUDA device the budgets are multiplied
+by --gpu-scale, so the same command runs longer budgets where a GPU is available.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ STANDINGS = {
     "grid": ["gan", "mm-gan", "wgan-gp", "pacgan2"],
     "fashion-mnist": [
         "gan",
-        "mm-gan",
         "lsgan",
         "hinge",
         "wgan",
@@ -57,6 +56,17 @@ def budget_overrides(recipe: str, gpu_scale: float) -> list[str]:
     return [f"train.kimg={kimg * gpu_scale:g}"]
 
 
+def in_parallel(commands: list[list[str]], jobs: int) -> None:
+    """Run ganzoo commands ``jobs`` at a time, each on its share of the threads."""
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    with ThreadPoolExecutor(jobs) as pool:
+        futures = [
+            pool.submit(ganzoo, *command, threads=threads) for command in commands
+        ]
+        for future in futures:
+            future.result()
+
+
 def train_in_parallel(runs: list[tuple[str, list[str]]], jobs: int) -> None:
     """Train every (recipe, overrides) first, `jobs` processes at a time.
 
@@ -65,7 +75,6 @@ def train_in_parallel(runs: list[tuple[str, list[str]]], jobs: int) -> None:
     from ganzoo.recipes import load_recipe
     from ganzoo.training import FINAL, LAST, default_run_dir
 
-    threads = max(1, (os.cpu_count() or 1) // jobs)
     commands = []
     for recipe, overrides in runs:
         run_dir = default_run_dir(load_recipe(REPO / recipe, overrides))
@@ -73,12 +82,7 @@ def train_in_parallel(runs: list[tuple[str, list[str]]], jobs: int) -> None:
             continue
         resume = ["--resume"] if (run_dir / LAST).is_file() else []
         commands.append(["train", recipe, *overrides, *resume, "--progress", "lines"])
-    with ThreadPoolExecutor(jobs) as pool:
-        futures = [
-            pool.submit(ganzoo, *command, threads=threads) for command in commands
-        ]
-        for future in futures:
-            future.result()
+    in_parallel(commands, jobs)
 
 
 def main() -> int:
@@ -115,8 +119,15 @@ def main() -> int:
         # The longest runs first, so that no single run is left running alone.
         runs.sort(key=lambda run: -load_recipe(REPO / run[0]).config["train"]["kimg"])
         train_in_parallel(runs, args.jobs)
-    for recipe, overrides, seeds in plan:
-        ganzoo("eval", recipe, *overrides, "--seeds", str(seeds), "--progress", "lines")
+    evaluations = [
+        ["eval", recipe, *overrides, "--seeds", str(seeds), "--progress", "lines"]
+        for recipe, overrides, seeds in plan
+    ]
+    if args.jobs > 1:
+        in_parallel(evaluations, args.jobs)
+    else:
+        for command in evaluations:
+            ganzoo(*command)
     ganzoo("leaderboard", "--format", "md", "--out", "leaderboard/LEADERBOARD.md")
     ganzoo("leaderboard", "--format", "html", "--out", "leaderboard/site/index.html")
     return 0
