@@ -8,6 +8,7 @@ the run directory's ``error.log`` when there is one).
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import sys
@@ -162,7 +163,22 @@ def build_parser() -> argparse.ArgumentParser:
     plugins = commands.add_parser("plugins", help="list the registered plugins")
     plugins.add_argument("--kind", help="only this kind")
     plugins.add_argument("--json", action="store_true", help="print one JSON object")
+
+    new = commands.add_parser("new", help="scaffold a plugin package")
+    new.add_argument("kind", help="architecture, loss, regularizer, constraint, ...")
+    new.add_argument("name", help="the plugin's kebab-case name, e.g. my-loss")
+    new.add_argument(
+        "--dir", type=Path, help="folder to create (default: ./ganzoo-NAME)"
+    )
+
+    check = commands.add_parser("check", help="put plugins through their contract")
+    check.add_argument(
+        "names", nargs="+", metavar="NAME", help="plugin name, or KIND:NAME"
+    )
     return parser
+
+
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EROFS, errno.EDQUOT}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -184,19 +200,33 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _leaderboard(args)
         if args.command == "compare":
             return _compare(args)
+        if args.command == "new":
+            return _new(args)
+        if args.command == "check":
+            return _check(args)
         return _plugins(args)
     except GanzooError as error:
         print(f"ganzoo: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("ganzoo: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as error:  # training says what it saved, if anything
+        said = f": {error}" if str(error) else ""
+        print(f"ganzoo: interrupted{said}", file=sys.stderr)
         return 130
     except Exception as error:  # the last line of defence: report, do not dump
         where = context.get("run_dir")
-        detail = f"{type(error).__name__}: {error}"
+        if isinstance(error, OSError) and error.filename:
+            # Disk full, file too large, read-only folder: a runtime failure
+            # (exit 1) that names the file; nothing half-written is left.
+            verb = "cannot write " if error.errno in _WRITE_ERRNOS else ""
+            detail = f"{verb}{error.filename}: {error.strerror}"
+        else:
+            detail = f"{type(error).__name__}: {error}"
         if where is not None and where.is_dir():
-            (where / "error.log").write_text(traceback.format_exc())
-            detail += f" (traceback in {where / 'error.log'})"
+            try:
+                (where / "error.log").write_text(traceback.format_exc())
+                detail += f" (traceback in {where / 'error.log'})"
+            except OSError:  # the disk that failed the run may refuse this too
+                pass
         print(f"ganzoo: failed: {detail}", file=sys.stderr)
         return 1
 
@@ -449,6 +479,26 @@ def _plugins(args: argparse.Namespace) -> int:
         for item in listing["broken"]:
             print(f"  {item['origin']}: {item['error']}")
     return 0
+
+
+def _new(args: argparse.Namespace) -> int:
+    from ._scaffold import scaffold
+
+    written = scaffold(args.kind, args.name, args.dir)
+    folder = written[0].parent
+    for path in written:
+        print(f"wrote {path}")
+    print(f"next: pip install -e {folder} && ganzoo check {args.name}")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from .testing import check_names
+
+    reports = check_names(args.names)
+    for report in reports:
+        print(report.line())
+    return 0 if all(report.ok for report in reports) else 1
 
 
 if __name__ == "__main__":
