@@ -317,9 +317,10 @@ def test_hash_changes_with_any_training_value(tmp_path, override):
         "tracking.tensorboard=true",
         "name=another-name",
         "description=the same run, described",
+        "train.skip_bad_steps=3",
     ],
 )
-def test_hash_ignores_tracking_eval_and_names(tmp_path, override):
+def test_hash_ignores_what_does_not_change_the_weights(tmp_path, override):
     base = load(tmp_path, TINY_RING)
     changed = load(tmp_path, TINY_RING, override)
     assert changed.config != base.config

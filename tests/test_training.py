@@ -248,3 +248,44 @@ def test_failure_inside_training_exits_1_with_a_message(
     assert status == 1
     assert "simulated fault" in err and len(err.strip().splitlines()) == 1
     assert "Traceback" in (tmp_path / "run" / "error.log").read_text()
+
+
+@pytest.mark.parametrize("left", ["lock-only", "run-json"])
+def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_over(
+    left, tmp_path, ring_recipe, cli
+):
+    # What a process killed while it set up the run directory leaves behind.
+    run_dir = tmp_path / "run"
+    if left == "lock-only":
+        run_dir.mkdir()
+    else:
+        prepare_run_dir(load_recipe(ring_recipe), run_dir, resume=False)
+    (run_dir / ".lock").write_text("12345\n")
+    (run_dir / ".run.json.abc123.tmp").write_text('{"half": ')
+
+    status, out, err = cli("train", ring_recipe, "--run-dir", run_dir, "--resume")
+    assert status == 0, err
+    assert "has no checkpoint yet: starting from step 0" in out
+    assert load_checkpoint(run_dir / "final.pt")["step"] == 20
+    assert json.loads((run_dir / "run.json").read_text())["finished"] is True
+    assert not list(run_dir.glob(".*")), "the stale lock or temporary is left"
+
+
+@needs_fashion
+@pytest.mark.parametrize(
+    ("recipe", "batches"),
+    [("dcgan-seed.yaml", [16]), ("dcgan-bn.yaml", [8, 8])],
+)
+def test_batch_norm_discriminators_see_reals_and_fakes_apart(recipe, batches, tmp_path):
+    # A joint batch would give batch norm statistics that the fakes-only batch of
+    # the generator's step never has; a discriminator without it keeps the
+    # lecture's joint batch.
+    path = REPO / "recipes" / "fashion-mnist" / recipe
+    trainer = Trainer(load_recipe(path, ["train.batch_size=8"]), tmp_path / "run", [])
+    seen = []
+    trainer.nets.discriminator.register_forward_hook(
+        lambda module, inputs, output: seen.append(len(inputs[0]))
+    )
+    stats = trainer.discriminator_step(trainer.sampler.next())
+    assert seen == batches
+    assert torch.isfinite(stats["d_loss"])

@@ -1,7 +1,9 @@
 """``ganzoo eval``: train if needed, generate in memory, score, and write a record.
 
 Each seed is its own run (the seed is part of the recipe hash), so a finished
-run is found again by its hash and never trained twice.
+run is found again by its hash and never trained twice. A seed whose training
+diverged is not retried: it becomes a failed entry of the record, which the
+leaderboard shows but does not rank.
 """
 
 from __future__ import annotations
@@ -20,12 +22,15 @@ from .._errors import GanzooError
 from ..recipes import Recipe, load_recipe
 from ..training import (
     FINAL,
+    TrainingDiverged,
     default_run_dir,
     generate,
     load_generator,
+    read_run_info,
     software_versions,
     train_recipe,
 )
+from ..training._rundir import has_resumable_state, holds_run
 from ..training._sampling import LoadedGenerator
 from ._scoring import NonFiniteError, Scorer, quantize
 
@@ -122,44 +127,88 @@ def evaluate_recipe(
     for seed_recipe in seed_recipes:
         seed = seed_recipe.config["train"]["seed"]
         directory = run_dir or default_run_dir(seed_recipe)
+        diverged = None
+        if checkpoint is None and not (directory / FINAL).is_file():
+            diverged = _divergence(directory, seed_recipe)
         if (
             run_dir is not None
             and checkpoint is None
+            and diverged is None
             and not (run_dir / FINAL).is_file()
         ):
             raise GanzooError(
                 f"--run-dir {run_dir} holds no finished run ({FINAL}); "
                 "train it first or leave out --run-dir"
             )
-        if run_dir is None and checkpoint is None:
-            _ensure_trained(seed_recipe, directory, retrain=retrain, show_bar=show_bar)
+        if run_dir is None and checkpoint is None and (retrain or diverged is None):
+            diverged = _ensure_trained(
+                seed_recipe, directory, retrain=retrain, show_bar=show_bar
+            )
+        if diverged is not None:
+            results.append(_failed_seed(seed, directory, diverged))
+            continue
         results.append(
-            _score_run(seed, directory, checkpoint, scorer, real, reference, settings)
+            _score_run(
+                seed,
+                directory,
+                checkpoint,
+                scorer,
+                real,
+                reference,
+                settings,
+                registry=recipe.registry,
+            )
         )
     return build_record(recipe, results, recipe_path)
 
 
+def _divergence(run_dir: Path, recipe: Recipe) -> str | None:
+    """The message of a run that stopped because it diverged, if it did.
+
+    A recipe that now allows more bad steps to be skipped than the run had
+    (``train.skip_bad_steps`` is not part of the hash) gets to continue it.
+    """
+    diverged = read_run_info(run_dir).get("diverged")
+    if not isinstance(diverged, dict):
+        return None
+    if recipe.config["train"]["skip_bad_steps"] > diverged.get("skip_bad_steps", 0):
+        return None
+    return str(diverged.get("message") or "training diverged")
+
+
+def _failed_seed(seed: int, run_dir: Path, message: str) -> SeedResult:
+    log.warning("seed %d: %s", seed, message)
+    return SeedResult(
+        seed, run_dir, {}, {}, _training(run_dir), status="failed", error=message
+    )
+
+
 def _ensure_trained(
     recipe: Recipe, run_dir: Path, *, retrain: bool, show_bar: bool | None
-) -> None:
+) -> str | None:
+    """Train or continue the run; the divergence message when it diverges."""
     finished = (run_dir / FINAL).is_file()
     if finished and not retrain:
         log.info("using the finished run %s", run_dir)
-        return
+        return None
     if retrain and run_dir.exists():
         kept = run_dir.with_name(
             f"{run_dir.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}"
         )
         run_dir.rename(kept)
         log.info("--retrain: moved the old run to %s", kept)
-    resume = (run_dir / "checkpoint-last.pt").is_file()
+    resume = holds_run(run_dir) and has_resumable_state(run_dir, recipe)
     if resume:
         log.info("continuing the unfinished run %s", run_dir)
-    train_recipe(recipe, run_dir, resume=resume, show_bar=show_bar)
+    try:
+        train_recipe(recipe, run_dir, resume=resume, show_bar=show_bar)
+    except TrainingDiverged as error:
+        return str(error)
+    return None
 
 
 def _score_run(
-    seed, run_dir, checkpoint, scorer, real, reference, settings
+    seed, run_dir, checkpoint, scorer, real, reference, settings, *, registry=None
 ) -> SeedResult:
     which = ["final"]
     if (
@@ -171,7 +220,7 @@ def _score_run(
     results, protocol = {}, {}
     for name in which:
         source = str(checkpoint) if checkpoint is not None else name
-        loaded = load_generator(run_dir, source)
+        loaded = load_generator(run_dir, source, registry=registry)
         label = f"{run_dir if checkpoint is None else checkpoint} ({name})"
         try:
             results[name], protocol = score_checkpoint(
@@ -196,34 +245,18 @@ def _score_run(
 
 def _curve(run_dir: Path | None) -> list:
     """The metric computed during training: [[kimg, scores], ...] from stats.jsonl."""
-    import json
-
     if run_dir is None or not (run_dir / "stats.jsonl").is_file():
         return []
-    entries = [
-        json.loads(line)
-        for line in (run_dir / "stats.jsonl").open()
-        if '"eval"' in line
-    ]
+    entries = [entry for entry in _stats(run_dir) if "eval" in entry]
     return [[entry["kimg"], entry["eval"]] for entry in entries if "eval" in entry]
 
 
 def _training(run_dir: Path | None) -> dict[str, Any]:
     """Training cost from the run's stats.jsonl: kimg, sec/kimg, memory, device."""
-    import json
-
     if run_dir is None or not (run_dir / "stats.jsonl").is_file():
         return {}
-    ticks = [
-        json.loads(line)
-        for line in (run_dir / "stats.jsonl").open()
-        if line.strip() and '"tick"' in line
-    ]
-    info = (
-        json.loads((run_dir / "run.json").read_text())
-        if (run_dir / "run.json").is_file()
-        else {}
-    )
+    ticks = [entry for entry in _stats(run_dir) if "tick" in entry]
+    info = read_run_info(run_dir)
     if not ticks:
         return {}
     last = ticks[-1]
@@ -235,6 +268,22 @@ def _training(run_dir: Path | None) -> dict[str, Any]:
         "peak_device_mem_gb": max(t["peak_device_mem_gb"] for t in ticks),
         "device": info.get("device", "cpu"),
     }
+
+
+def _stats(run_dir: Path) -> list[dict[str, Any]]:
+    """The entries of stats.jsonl; a line cut short by a killed process is skipped."""
+    import json
+
+    entries = []
+    with (run_dir / "stats.jsonl").open() as file:
+        for line in file:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict):
+                entries.append(entry)
+    return entries
 
 
 def build_record(

@@ -36,9 +36,12 @@ def write_record(record: dict[str, Any], results_dir: Path = DEFAULT_RESULTS) ->
     base = f"{safe_name(record.get('name') or 'run')}-{stamp}"
     text = json.dumps(record, indent=2, sort_keys=False, default=str) + "\n"
 
-    handle, temporary = tempfile.mkstemp(
-        dir=results_dir, prefix=".record-", suffix=".tmp"
-    )
+    try:
+        handle, temporary = tempfile.mkstemp(
+            dir=results_dir, prefix=".record-", suffix=".tmp"
+        )
+    except OSError as error:
+        raise OSError(error.errno, error.strerror, str(results_dir)) from None
     try:
         with os.fdopen(handle, "w") as file:
             file.write(text)
@@ -51,6 +54,10 @@ def write_record(record: dict[str, Any], results_dir: Path = DEFAULT_RESULTS) ->
                 break
             except FileExistsError:
                 continue
+    except OSError as error:
+        # Disk full or a read-only folder: say where; the temporary goes below.
+        where = error.filename or str(results_dir / f"{base}-*.json")
+        raise OSError(error.errno, error.strerror, where) from None
     finally:
         Path(temporary).unlink(missing_ok=True)
     return path

@@ -126,6 +126,10 @@ def load_recipe(
 def recipe_hash(config: Mapping[str, Any]) -> str:
     """A canonical hash of what determines the trained weights."""
     hashed = {k: v for k, v in config.items() if k not in NOT_HASHED}
+    for key in NOT_HASHED:
+        section, _, option = key.partition(".")
+        if option and isinstance(hashed.get(section), Mapping):
+            hashed[section] = {k: v for k, v in hashed[section].items() if k != option}
     text = json.dumps(hashed, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

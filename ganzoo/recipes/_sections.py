@@ -26,8 +26,18 @@ TOP_LEVEL = (
 )
 """Every key a recipe may have at the top level."""
 
-# Sections that do not change the trained weights, left out of the recipe hash.
-NOT_HASHED = ("extends", "plugins", "name", "description", "eval", "tracking")
+# Sections and section.option keys that do not change the trained weights, left
+# out of the recipe hash.
+NOT_HASHED = (
+    "extends",
+    "plugins",
+    "name",
+    "description",
+    "eval",
+    "tracking",
+    # What to do once a step has gone wrong: finished runs are the same either way.
+    "train.skip_bad_steps",
+)
 
 OPTIMIZER = (
     Option(
@@ -92,6 +102,14 @@ TRAIN = (
         nullable=True,
     ),
     Option("grid", int, 64, "samples in each snapshot grid", minimum=1, maximum=1024),
+    Option(
+        "skip_bad_steps",
+        int,
+        0,
+        "steps whose loss is NaN or infinite that may be skipped without an update "
+        "before the run stops as diverged (0: stop at the first)",
+        minimum=0,
+    ),
     Option("device", str, "auto", "where to train", choices=("auto", "cpu", "cuda")),
 )
 

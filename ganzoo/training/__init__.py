@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from ._checkpoint import BEST, FINAL, LAST, load_checkpoint
+from ._checkpoint import BEST, FINAL, LAST, PREVIOUS, load_checkpoint
+from ._guard import TrainingDiverged, TrainingInterrupted
+from ._rundir import (
+    RunLock,
+    default_run_dir,
+    prepare_run_dir,
+    read_run_info,
+    software_versions,
+)
 from ._sampling import (
     LoadedGenerator,
     checkpoint_path,
@@ -10,21 +18,18 @@ from ._sampling import (
     load_generator,
     save_samples,
 )
-from ._trainer import (
-    Trainer,
-    build_trackers,
-    default_run_dir,
-    prepare_run_dir,
-    software_versions,
-    train_recipe,
-)
+from ._trainer import Trainer, build_trackers, train_recipe
 
 __all__ = [
     "BEST",
     "FINAL",
     "LAST",
+    "PREVIOUS",
     "LoadedGenerator",
+    "RunLock",
     "Trainer",
+    "TrainingDiverged",
+    "TrainingInterrupted",
     "build_trackers",
     "checkpoint_path",
     "default_run_dir",
@@ -32,6 +37,7 @@ __all__ = [
     "load_checkpoint",
     "load_generator",
     "prepare_run_dir",
+    "read_run_info",
     "save_samples",
     "software_versions",
     "train_recipe",

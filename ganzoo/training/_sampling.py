@@ -11,7 +11,7 @@ from torch import nn
 
 from .._errors import GanzooError
 from .._plugin import DataShape
-from .._registry import build_registry
+from .._registry import Registry, build_registry
 from ..recipes import Recipe
 from . import _checkpoint as ckpt
 from ._grids import save_picture, to_unit_range
@@ -45,19 +45,40 @@ def checkpoint_path(run_dir: Path, which: str) -> Path:
 
 
 def load_generator(
-    run_dir: Path, which: str = "final", *, ema: bool = True, device: str = "cpu"
+    run_dir: Path,
+    which: str = "final",
+    *,
+    ema: bool = True,
+    device: str = "cpu",
+    registry: Registry | None = None,
 ) -> LoadedGenerator:
-    """Rebuild the generator of a run from its checkpoint and stored recipe."""
+    """Rebuild the generator of a run from its checkpoint and stored recipe.
+
+    The architecture is looked up in ``registry`` (by default: entry points and
+    ``GANZOO_PLUGINS``). The plugin files a checkpoint names are never imported:
+    a checkpoint is data, and importing a path it supplies would run its code.
+    """
     path = checkpoint_path(run_dir, which)
     state = ckpt.load_checkpoint(path, device)
     config = state["config"]
-    registry = build_registry(config.get("plugins") or [])
+    if registry is None:
+        registry = build_registry()
     recipe = Recipe(
         config, state["recipe_hash"], config.get("name") or run_dir.name, None, registry
     )
     meta = state["data_shape"]
     shape = DataShape(meta["kind"], tuple(meta["shape"]), meta["num_classes"])
-    generator = recipe.network("generator", shape)
+    try:
+        generator = recipe.network("generator", shape)
+    except GanzooError as error:
+        named = config.get("plugins") or []
+        if not named:
+            raise
+        raise GanzooError(
+            f"{path}: {error.message}; the run was trained with the plugins "
+            f"{', '.join(map(str, named))}, which a checkpoint cannot load by "
+            "itself: name them in GANZOO_PLUGINS"
+        ) from None
     generator.load_state_dict(state["generator_ema" if ema else "generator"])
     generator.to(device).eval().requires_grad_(False)
     return LoadedGenerator(generator, shape, recipe, path, float(state["kimg"]))

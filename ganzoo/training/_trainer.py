@@ -9,7 +9,8 @@ One iteration of :meth:`Trainer.run` is the algorithm of the lecture's
 3. an update of the generator's exponential moving average.
 
 Progress is counted in kimg: thousands of real images shown to the
-discriminator.
+discriminator. Around the loop, :mod:`._guard` turns Ctrl-C into a checkpoint
+at the next step boundary and stops a run whose losses or weights diverge.
 """
 
 from __future__ import annotations
@@ -17,16 +18,12 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import random
+import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-import yaml
-from torch import nn
 
 from .. import __version__
 from .._errors import GanzooError
@@ -34,96 +31,20 @@ from .._plugin import Constraint, Loss, Regularizer, RunInfo, TensorData, Tracke
 from ..recipes import Recipe
 from . import _checkpoint as ckpt
 from ._grids import from_unit_range, save_picture, to_unit_range
+from ._guard import (
+    InterruptGuard,
+    TrainingDiverged,
+    TrainingInterrupted,
+    finite,
+    first_bad_parameter,
+)
+from ._parts import BatchSampler, Networks, make_optimizer, pick_device, seed_everything
 from ._progress import Progress
+from ._rundir import RunLock, check_run_dir, prepare_run_dir, update_run_info
 
 log = logging.getLogger("ganzoo.train")
 
 POINT_SNAPSHOT = 2500  # points per scatter snapshot: the toy-mixture protocol's count
-
-
-def pick_device(choice: str) -> torch.device:
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise GanzooError(
-            "train.device is 'cuda' but no CUDA device is available", key="train.device"
-        )
-    if choice == "auto":
-        choice = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(choice)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def make_optimizer(parameters, options: dict[str, Any]) -> torch.optim.Optimizer:
-    name, lr = options["name"], options["lr"]
-    if name in ("adam", "adamw"):
-        kind = torch.optim.Adam if name == "adam" else torch.optim.AdamW
-        return kind(
-            parameters,
-            lr=lr,
-            betas=tuple(options["betas"]),
-            eps=options["eps"],
-            weight_decay=options["weight_decay"],
-        )
-    if name == "rmsprop":
-        return torch.optim.RMSprop(
-            parameters,
-            lr=lr,
-            eps=options["eps"],
-            momentum=options["momentum"],
-            weight_decay=options["weight_decay"],
-        )
-    return torch.optim.SGD(
-        parameters,
-        lr=lr,
-        momentum=options["momentum"],
-        weight_decay=options["weight_decay"],
-    )
-
-
-class BatchSampler:
-    """Shuffled batches drawn from a tensor on the training device.
-
-    Each epoch is one permutation from its own generator, so the data order is
-    independent of every other random draw and can be saved and restored.
-    """
-
-    def __init__(self, samples: torch.Tensor, batch_size: int, seed: int) -> None:
-        self.samples = samples
-        self.batch_size = batch_size
-        self.generator = torch.Generator().manual_seed(seed)
-        self.order = torch.randperm(len(samples), generator=self.generator)
-        self.position = 0
-
-    def next(self) -> torch.Tensor:
-        if self.position + self.batch_size > len(self.order):
-            self.order = torch.randperm(len(self.samples), generator=self.generator)
-            self.position = 0
-        index = self.order[self.position : self.position + self.batch_size]
-        self.position += self.batch_size
-        return self.samples[index.to(self.samples.device)]
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "generator": self.generator.get_state(),
-            "order": self.order,
-            "position": self.position,
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.generator.set_state(state["generator"])
-        self.order = state["order"]
-        self.position = state["position"]
-
-
-@dataclass
-class Networks:
-    generator: nn.Module
-    discriminator: nn.Module
-    generator_ema: nn.Module
 
 
 class Trainer:
@@ -161,6 +82,10 @@ class Trainer:
         self.nets = Networks(generator, discriminator, generator_ema)
         self.output_range = getattr(generator, "output_range", None)
         self.latent_dim = int(generator.latent_dim)
+        self.batch_statistics = any(
+            isinstance(module, torch.nn.modules.batchnorm._BatchNorm)
+            for module in discriminator.modules()
+        )
 
         self.real = from_unit_range(data.samples, self.output_range).to(self.device)
         self._check_discriminator_batch()
@@ -202,6 +127,8 @@ class Trainer:
 
         self.step = 0
         self.images_seen = 0
+        self.bad_steps = 0
+        self.saved_step: int | None = None  # the step of the checkpoint on disk
         self.snapshot_index = 0
         self.checkpoint_index = 0
         self.eval_index = 0
@@ -236,9 +163,16 @@ class Trainer:
             latents = torch.randn(len(real), self.latent_dim, device=self.device)
             fake = generator(latents)
 
-        # Fakes and reals go through the discriminator together, as in the lecture.
-        logits = discriminator(torch.cat([fake, real])).reshape(-1)
-        fake_logits, real_logits = logits.chunk(2)
+        # Fakes and reals go through the discriminator together, as in the lecture,
+        # unless it normalises with batch statistics: in a joint batch those would
+        # differ from the fakes-only batch of the generator's step, so each half
+        # goes through alone, as in the DCGAN paper.
+        if self.batch_statistics:
+            fake_logits = discriminator(fake).reshape(-1)
+            real_logits = discriminator(real).reshape(-1)
+        else:
+            logits = discriminator(torch.cat([fake, real])).reshape(-1)
+            fake_logits, real_logits = logits.chunk(2)
         loss = self.loss.discriminator_loss(real_logits, fake_logits)
         stats = {"d_adv_loss": loss}
         for regularizer in self.regularizers:
@@ -246,6 +180,9 @@ class Trainer:
             stats[f"reg/{regularizer.name}"] = term
             loss = loss + term
 
+        if not finite(loss):
+            self.skip_bad_step("discriminator", f"loss is {float(loss.detach())}")
+            return {}
         self.d_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.d_optimizer.step()
@@ -269,8 +206,69 @@ class Trainer:
         discriminator.requires_grad_(True)
         grads = [p.grad for p in generator.parameters() if p.grad is not None]
         grad_norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
+        if not finite(loss, grad_norm):
+            what = "loss" if not finite(loss) else "gradient norm"
+            value = float(loss.detach()) if what == "loss" else float(grad_norm)
+            self.skip_bad_step("generator", f"{what} is {value}")
+            return {}
         self.g_optimizer.step()
         return {"g_loss": loss, "g_grad_norm": grad_norm}
+
+    # Divergence.
+
+    def skip_bad_step(self, network: str, problem: str) -> None:
+        """Count a step that must not update ``network``; stop beyond the budget.
+
+        Weights that are already not finite explain the loss and cannot be
+        skipped past, so they stop the run whatever the budget.
+        """
+        self.check_weights()
+        self.bad_steps += 1
+        allowed = self.train_options["skip_bad_steps"]
+        if self.bad_steps > allowed:
+            self.diverged(network, f"the {network} {problem}")
+        log.warning(
+            "step %d: the %s %s; skipped without an update (%d of %d allowed)",
+            self.step + 1,
+            network,
+            problem,
+            self.bad_steps,
+            allowed,
+        )
+
+    def check_weights(self, step: int | None = None) -> None:
+        """Stop when a network's weights are no longer finite.
+
+        ``step`` is the step to blame: by default the one in progress.
+        """
+        for network in ("generator", "discriminator"):
+            bad = first_bad_parameter(getattr(self.nets, network))
+            if bad is not None:
+                problem = f"the {network} weight {bad} is not finite"
+                self.diverged(network, problem, step)
+
+    def diverged(self, network: str, problem: str, step: int | None = None) -> None:
+        """Record the divergence in run.json and stop the run."""
+        step = self.step + 1 if step is None else step
+        if self.saved_step is None:
+            kept = "no checkpoint was written before it"
+        else:
+            kept = f"the last good checkpoint is {ckpt.LAST} (step {self.saved_step})"
+        message = (
+            f"training diverged in step {step} ({self.kimg:.2f} kimg): "
+            f"{problem}; {kept}"
+        )
+        update_run_info(
+            self.run_dir,
+            diverged={
+                "step": step,
+                "kimg": self.kimg,
+                "network": network,
+                "message": message,
+                "skip_bad_steps": self.train_options["skip_bad_steps"],
+            },
+        )
+        raise TrainingDiverged(message, step=step, network=network, kimg=self.kimg)
 
     @torch.no_grad()
     def update_ema(self) -> None:
@@ -305,18 +303,26 @@ class Trainer:
         samples = torch.cat([generator(z) for z in self.fixed_latents.split(256)])
         generator.train(was_training)
         path = self.run_dir / f"fakes-kimg{self.kimg:08.2f}.png"
-        save_picture(
-            to_unit_range(samples, self.output_range),
-            self.shape,
-            path,
-            reference=self.reference,
-            title=f"{self.kimg:.1f} kimg",
-        )
+        partial = path.with_name(f".{path.stem}.tmp{path.suffix}")
+        try:
+            save_picture(
+                to_unit_range(samples, self.output_range),
+                self.shape,
+                partial,
+                reference=self.reference,
+                title=f"{self.kimg:.1f} kimg",
+            )
+            os.replace(partial, path)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
         for tracker in self.trackers:
             tracker.log_image("fakes", path, self.step)
         return path
 
     def state_dict(self, progress: Progress) -> dict[str, Any]:
+        """Everything a resumed run needs to continue bit for bit."""
+        self.check_weights(self.step)
         return {
             "format": 1,
             "ganzoo_version": __version__,
@@ -341,6 +347,7 @@ class Trainer:
             "checkpoint_index": self.checkpoint_index,
             "eval_index": self.eval_index,
             "best": self.best,
+            "bad_steps": self.bad_steps,
             "tick": progress.tick,
             "elapsed_sec": progress.elapsed,
         }
@@ -366,11 +373,21 @@ class Trainer:
         self.checkpoint_index = state["checkpoint_index"]
         self.eval_index = state["eval_index"]
         self.best = state["best"]
+        self.bad_steps = state.get("bad_steps", 0)
+        self.saved_step = self.step
         progress.resume_from(self.kimg, state["tick"], state["elapsed_sec"])
+
+    def save_last(self, progress: Progress) -> None:
+        """Write the resumable checkpoint, keeping the one it replaces."""
+        state = self.state_dict(progress)
+        ckpt.keep_previous(self.run_dir / ckpt.LAST, self.run_dir / ckpt.PREVIOUS)
+        ckpt.save_atomic(state, self.run_dir / ckpt.LAST)
+        self.saved_step = self.step
 
     def evaluate(self, progress: Progress) -> None:
         """Score the EMA generator now; keep the checkpoint when it is the best."""
         assert self.periodic is not None
+        self.check_weights(self.step)
         scores = self.periodic(self.nets.generator_ema)
         rank = self.periodic.rank(scores)
         improved = self.best is None or rank < tuple(self.best["rank"])
@@ -408,14 +425,19 @@ class Trainer:
             )
         if improved:
             ckpt.save_atomic(self.state_dict(progress), self.run_dir / ckpt.BEST)
-            _update_run_info(
+            update_run_info(
                 self.run_dir, best={k: v for k, v in self.best.items() if k != "rank"}
             )
 
     # The loop.
 
     def run(self, *, resume: bool = False, show_bar: bool | None = None) -> Path:
-        """Train to ``train.kimg`` and return the path of the final checkpoint."""
+        """Train to ``train.kimg`` and return the path of the final checkpoint.
+
+        Raises :class:`TrainingInterrupted` after Ctrl-C (with a checkpoint
+        written at the step boundary) and :class:`TrainingDiverged` when a loss
+        or a network's weights stop being finite.
+        """
         options = self.train_options
         batch_size, n_critic = options["batch_size"], options["n_critic"]
         total_images = round(options["kimg"] * 1000)
@@ -431,13 +453,8 @@ class Trainer:
             self.run_dir, options["kimg"], self.device, self.trackers, show_bar=show_bar
         )
         if resume:
-            self.load_state_dict(
-                ckpt.load_checkpoint(self.run_dir / ckpt.LAST, "cpu"), progress
-            )
-            log.info(
-                "resumed %s at %.1f kimg (step %d)", self.run_dir, self.kimg, self.step
-            )
-        _update_run_info(self.run_dir, device=str(self.device))
+            self.resume(progress)
+        update_run_info(self.run_dir, device=str(self.device), diverged=None)
         info = RunInfo(
             self.run_dir,
             self.recipe.config,
@@ -447,48 +464,52 @@ class Trainer:
         )
         for tracker in self.trackers:
             tracker.start(info)
-        if self.images_seen == 0:
-            self.snapshot()
 
         try:
-            next_tick = self._next(tick_images)
-            while self.images_seen < total_images:
-                # Discriminator steps.
-                for _ in range(n_critic):
-                    progress.add(self.discriminator_step(self.sampler.next()))
-                    self.images_seen += batch_size
-
-                # Generator step, then the moving average.
-                progress.add(self.generator_step(batch_size))
-                self.update_ema()
-                self.step += 1
-
-                done = self.images_seen >= total_images
-                if self.images_seen >= next_tick or done:
-                    progress.report(self.kimg, self.step)
-                    next_tick = self._next(tick_images)
-                progress.advance_bar(self.kimg)
-                if (
-                    self.images_seen >= (self.snapshot_index + 1) * snapshot_images
-                    or done
-                ):
-                    self.snapshot_index = self.images_seen // snapshot_images
+            with InterruptGuard() as interrupt:
+                if self.images_seen == 0:
                     self.snapshot()
-                if eval_images and (
-                    self.images_seen >= (self.eval_index + 1) * eval_images or done
-                ):
-                    self.eval_index = self.images_seen // eval_images
-                    self.evaluate(progress)
-                if self.images_seen >= (self.checkpoint_index + 1) * checkpoint_images:
-                    self.checkpoint_index = self.images_seen // checkpoint_images
-                    ckpt.save_atomic(
-                        self.state_dict(progress), self.run_dir / ckpt.LAST
-                    )
+                next_tick = self._next(tick_images)
+                while self.images_seen < total_images:
+                    # Discriminator steps.
+                    for _ in range(n_critic):
+                        progress.add(self.discriminator_step(self.sampler.next()))
+                        self.images_seen += batch_size
 
-            state = self.state_dict(progress)
-            ckpt.save_atomic(state, self.run_dir / ckpt.LAST)
-            ckpt.save_atomic(state, self.run_dir / ckpt.FINAL)
-            _update_run_info(
+                    # Generator step, then the moving average.
+                    progress.add(self.generator_step(batch_size))
+                    self.update_ema()
+                    self.step += 1
+
+                    done = self.images_seen >= total_images
+                    if self.images_seen >= next_tick or done:
+                        self.check_weights(self.step)
+                        progress.report(self.kimg, self.step)
+                        next_tick = self._next(tick_images)
+                    progress.advance_bar(self.kimg)
+                    if (
+                        self.images_seen >= (self.snapshot_index + 1) * snapshot_images
+                        or done
+                    ):
+                        self.snapshot_index = self.images_seen // snapshot_images
+                        self.snapshot()
+                    if eval_images and (
+                        self.images_seen >= (self.eval_index + 1) * eval_images or done
+                    ):
+                        self.eval_index = self.images_seen // eval_images
+                        self.evaluate(progress)
+                    next_checkpoint = (self.checkpoint_index + 1) * checkpoint_images
+                    if self.images_seen >= next_checkpoint:
+                        self.checkpoint_index = self.images_seen // checkpoint_images
+                        self.save_last(progress)
+                    if interrupt.requested and not done:
+                        self.stop_interrupted(progress)
+
+            # The end: the resumable checkpoint and the final one.
+            if self.saved_step != self.step:
+                self.save_last(progress)
+            ckpt.save_atomic(self.state_dict(progress), self.run_dir / ckpt.FINAL)
+            update_run_info(
                 self.run_dir,
                 finished=True,
                 kimg=self.kimg,
@@ -500,6 +521,31 @@ class Trainer:
             for tracker in self.trackers:
                 tracker.finish()
         return self.run_dir / ckpt.FINAL
+
+    def resume(self, progress: Progress) -> None:
+        """Load the newest good checkpoint, or start over when none was written."""
+        found = ckpt.load_resumable(self.run_dir, "cpu")
+        if found is None:
+            log.info("%s has no checkpoint yet: starting from step 0", self.run_dir)
+        else:
+            state, path = found
+            self.load_state_dict(state, progress)
+            log.info(
+                "resumed %s from %s at %.1f kimg (step %d)",
+                self.run_dir,
+                path.name,
+                self.kimg,
+                self.step,
+            )
+        _trim_stats(self.run_dir / "stats.jsonl", self.step)
+
+    def stop_interrupted(self, progress: Progress) -> None:
+        if self.saved_step != self.step:
+            self.save_last(progress)
+        raise TrainingInterrupted(
+            f"stopped after step {self.step} ({self.kimg:.2f} kimg); "
+            f"{self.run_dir / ckpt.LAST} is written: continue with --resume"
+        )
 
     def _next(self, every: int) -> int:
         return (self.images_seen // every + 1) * every
@@ -519,11 +565,6 @@ def build_trackers(recipe: Recipe) -> list[Tracker]:
     ]
 
 
-def default_run_dir(recipe: Recipe, root: Path = Path("runs")) -> Path:
-    """``runs/NAME-HASH``: the same recipe always maps to the same directory."""
-    return root / f"{recipe.name}-{recipe.hash[:10]}"
-
-
 def train_recipe(
     recipe: Recipe, run_dir: Path, *, resume: bool = False, show_bar: bool | None = None
 ) -> Path:
@@ -535,64 +576,32 @@ def train_recipe(
     try:
         trackers = build_trackers(recipe)
         trainer = Trainer(recipe, run_dir, trackers)
-        prepare_run_dir(recipe, run_dir, resume=resume)
+        check_run_dir(recipe, run_dir, resume=resume)
     except GanzooError as error:
         if error.key is not None:  # a recipe key is at fault: name the recipe too
             error.at(file=recipe.source)
         raise
-    log.info("run %s  hash %s  device %s", run_dir, recipe.hash, trainer.device)
-    return trainer.run(resume=resume, show_bar=show_bar)
+
+    # Checked again under the lock: another process may have started meanwhile.
+    with RunLock(run_dir):
+        prepare_run_dir(recipe, run_dir, resume=resume)
+        log.info("run %s  hash %s  device %s", run_dir, recipe.hash, trainer.device)
+        return trainer.run(resume=resume, show_bar=show_bar)
 
 
-def prepare_run_dir(recipe: Recipe, run_dir: Path, *, resume: bool) -> None:
-    """Check the run directory, then create it and write the resolved recipe."""
-    last = run_dir / ckpt.LAST
-    if resume:
-        if not last.is_file():
-            raise GanzooError(f"nothing to resume: {run_dir} has no {ckpt.LAST}")
+def _trim_stats(path: Path, step: int) -> None:
+    """Keep the stats.jsonl entries up to ``step``: those after it are redone.
+
+    A process killed while appending can leave half a line; it goes too.
+    """
+    if not path.is_file():
         return
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise GanzooError(
-            f"{run_dir} already holds a run; pass --resume to continue it, or "
-            "--run-dir "
-            "to train into another directory"
-        )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "recipe.yaml").write_text(
-        yaml.safe_dump(recipe.config, sort_keys=False, default_flow_style=None)
-    )
-    _update_run_info(
-        run_dir,
-        name=recipe.name,
-        recipe_hash=recipe.hash,
-        source=str(recipe.source) if recipe.source else None,
-        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        versions=software_versions(),
-        finished=False,
-    )
-
-
-def software_versions() -> dict[str, str]:
-    import platform
-
-    versions = {
-        "ganzoo": __version__,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-    }
-    try:
-        import torch_fidelity
-
-        versions["torch_fidelity"] = torch_fidelity.__version__
-    except ImportError:
-        pass
-    return versions
-
-
-def _update_run_info(run_dir: Path, **values: Any) -> None:
-    path = run_dir / "run.json"
-    info = json.loads(path.read_text()) if path.exists() else {}
-    info.update(values)
-    temporary = path.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(info, indent=2) + "\n")
-    temporary.replace(path)
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and entry.get("step", 0) <= step:
+            kept.append(line + "\n")
+    ckpt.write_text_atomic(path, "".join(kept))

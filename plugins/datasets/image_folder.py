@@ -2,7 +2,9 @@
 
 Every image is decoded once, at load time: converted to grayscale or RGB,
 center-cropped to a square and resized to the requested resolution. Files that
-are not images, or fail to decode, are skipped with one warning.
+are not images, are damaged or truncated, or claim a size too large to decode,
+are skipped with one warning that counts them by reason; a folder with nothing
+usable left is an error.
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ from .toy import check_split
 
 log = logging.getLogger(__name__)
 
-_DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
-"""What Pillow raises for files that are not images or are damaged."""
+_NOT_AN_IMAGE = (Image.UnidentifiedImageError,)
+_TOO_LARGE = (Image.DecompressionBombError, MemoryError)
 
 
 class ImageFolder(Dataset):
@@ -111,13 +113,17 @@ class ImageFolder(Dataset):
 
         # Decode into one preallocated array; skipped files leave no gap.
         pixels = np.empty((len(files), size, size, self.channels), dtype=np.uint8)
-        labels, names, digests, skipped = [], [], [], []
+        labels, names, digests = [], [], []
+        skipped: dict[str, list[Path]] = {}
         for path, label in files:
             try:
                 raw = path.read_bytes()
                 image = _decode(raw, mode, size)
-            except _DECODE_ERRORS:
-                skipped.append(path)
+            # Pillow raises many types for crafted or damaged files (OSError,
+            # ValueError, SyntaxError, struct.error, ...): any of them skips
+            # the file, never the folder.
+            except Exception as error:
+                skipped.setdefault(_reason(error), []).append(path)
                 continue
             pixels[len(labels)] = image.reshape(size, size, self.channels)
             labels.append(label)
@@ -125,13 +131,15 @@ class ImageFolder(Dataset):
             digests.append(hashlib.sha256(raw).hexdigest())
 
         if skipped:
+            first = min(path for paths in skipped.values() for path in paths)
             log.warning(
                 "skipped %d of %d files in %s that are not readable images "
-                "(the first: %s)",
-                len(skipped),
+                "(%s; the first: %s)",
+                sum(len(paths) for paths in skipped.values()),
                 len(files),
                 self.folder,
-                skipped[0].relative_to(self.folder),
+                ", ".join(f"{len(v)} {k}" for k, v in sorted(skipped.items())),
+                first.relative_to(self.folder),
             )
         if not labels:
             raise GanzooError(
@@ -161,6 +169,14 @@ class ImageFolder(Dataset):
                 key="path",
             )
         return self.folder
+
+
+def _reason(error: Exception) -> str:
+    if isinstance(error, _NOT_AN_IMAGE):
+        return "not an image"
+    if isinstance(error, _TOO_LARGE):
+        return "too large to decode"
+    return "damaged or truncated"
 
 
 def _decode(raw: bytes, mode: str, size: int) -> np.ndarray:
