@@ -182,10 +182,12 @@ _WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EROFS, errno.EDQUOT}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    _configure_logging()
+    handler = _configure_logging()
     context: dict[str, Path] = {}
     try:
         args = build_parser().parse_args(argv)
+        # With --json, stdout carries the JSON alone, for pipes and jq.
+        handler.progress_to_stderr = bool(getattr(args, "json", False))
         if args.command == "train":
             return _train(args, context)
         if args.command == "sample":
@@ -234,8 +236,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 class _ConsoleHandler(logging.Handler):
     """Progress to stdout, warnings to stderr (looked up per record, not bound once)."""
 
+    progress_to_stderr = False
+
     def emit(self, record: logging.LogRecord) -> None:
-        stream = sys.stderr if record.levelno >= logging.WARNING else sys.stdout
+        to_stderr = self.progress_to_stderr or record.levelno >= logging.WARNING
+        stream = sys.stderr if to_stderr else sys.stdout
         try:
             stream.write(self.format(record) + "\n")
             stream.flush()
@@ -243,7 +248,7 @@ class _ConsoleHandler(logging.Handler):
             self.handleError(record)
 
 
-def _configure_logging() -> None:
+def _configure_logging() -> _ConsoleHandler:
     handler = _ConsoleHandler()
     handler.setFormatter(_Formatter())
     root = logging.getLogger()
@@ -251,6 +256,7 @@ def _configure_logging() -> None:
     root.setLevel(logging.INFO)
     for noisy in ("matplotlib", "PIL", "urllib3", "wandb"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    return handler
 
 
 class _Formatter(logging.Formatter):

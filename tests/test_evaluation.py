@@ -248,3 +248,21 @@ def test_eval_of_a_tiny_fashion_mnist_recipe(tmp_path, monkeypatch, cli):
     ]
     assert [round(e["kimg"], 3) for e in evals] == [0.128, 0.256]
     assert (run_dir / "best.pt").is_file()
+
+
+def test_a_best_checkpoint_equal_to_the_final_one_is_scored_once(
+    tmp_path, monkeypatch, cli
+):
+    monkeypatch.chdir(tmp_path)
+    # One metric during training, at the end: best.pt holds the final weights.
+    recipe = write(
+        tmp_path / "ring.yaml", TINY_RING + "eval: {n_fake: 500, eval_kimg: 2}\n"
+    )
+    status, out, _ = cli("eval", recipe, "--json")
+    assert status == 0
+    record = json.loads(out)
+    checkpoints = record["seeds"][0]["checkpoints"]
+    assert checkpoints["best"]["same_weights_as"] == "final"
+    assert checkpoints["best"]["path"].endswith("best.pt")
+    assert record["best"]["modes"] == record["modes"]
+    assert record["best"]["reverse_kl"] == record["reverse_kl"]

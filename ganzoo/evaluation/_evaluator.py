@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from .._errors import GanzooError
 from ..recipes import Recipe, load_recipe
 from ..training import (
@@ -217,11 +219,24 @@ def _score_run(
         and (run_dir / "best.pt").is_file()
     ):
         which = ["best"] if settings["checkpoint"] == "best" else ["final", "best"]
-    results, protocol = {}, {}
+    results, protocol, scored = {}, {}, {}
     for name in which:
         source = str(checkpoint) if checkpoint is not None else name
         loaded = load_generator(run_dir, source, registry=registry)
         label = f"{run_dir if checkpoint is None else checkpoint} ({name})"
+        same = next(
+            (other for other, net in scored.items() if _same_weights(net, loaded)), None
+        )
+        if same is not None:  # the best checkpoint is often the final one
+            log.info("%s holds the weights of %s: scores reused", label, same)
+            results[name] = results[same]
+            protocol["checkpoints"][name] = {
+                "kimg": loaded.kimg,
+                "path": str(loaded.checkpoint),
+                "same_weights_as": same,
+            }
+            continue
+        scored[name] = loaded
         try:
             results[name], protocol = score_checkpoint(
                 loaded, scorer, real, reference, settings, label
@@ -241,6 +256,13 @@ def _score_run(
             "path": str(loaded.checkpoint),
         }
     return SeedResult(seed, run_dir, results, protocol, _training(run_dir))
+
+
+def _same_weights(a: LoadedGenerator, b: LoadedGenerator) -> bool:
+    first, second = a.generator.state_dict(), b.generator.state_dict()
+    return first.keys() == second.keys() and all(
+        torch.equal(first[key], second[key]) for key in first
+    )
 
 
 def _curve(run_dir: Path | None) -> list:
