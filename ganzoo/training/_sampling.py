@@ -81,6 +81,9 @@ def load_generator(
         ) from None
     generator.load_state_dict(state["generator_ema" if ema else "generator"])
     generator.to(device).eval().requires_grad_(False)
+    # Convolutions run about twice as fast on a CPU with channels-last weights;
+    # only 4-D weights change layout, so other generators are left as they are.
+    generator.to(memory_format=torch.channels_last)
     return LoadedGenerator(generator, shape, recipe, path, float(state["kimg"]))
 
 
@@ -95,7 +98,7 @@ def generate(
     latents = torch.randn(n, int(generator.latent_dim), generator=rng)
     output_range = getattr(generator, "output_range", None)
     parts = [
-        to_unit_range(generator(z.to(device)), output_range).cpu()
+        to_unit_range(generator(z.to(device)), output_range).cpu().contiguous()
         for z in latents.split(batch_size)
     ]
     return torch.cat(parts)
