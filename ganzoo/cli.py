@@ -317,9 +317,8 @@ def _show_bar(progress: str) -> bool | None:
 
 def _keep_sample_grids(record: dict, folder: Path) -> None:
     """Copy each seed's last snapshot grid beside the records (runs are not kept)."""
-    import shutil
-
     from .leaderboard import safe_name
+    from .training._checkpoint import write_bytes_atomic
 
     for seed in record["seeds"]:
         run_dir = Path(seed["run_dir"]) if seed.get("run_dir") else None
@@ -334,7 +333,7 @@ def _keep_sample_grids(record: dict, folder: Path) -> None:
                 f"{record['name']}-{record['recipe_hash'][:10]}-seed{seed['seed']}"
             )
             target = folder / f"{name}.png"
-            shutil.copyfile(grids[-1], target)
+            write_bytes_atomic(target, grids[-1].read_bytes())  # never half a PNG
             seed["samples"] = str(target)
 
 

@@ -86,6 +86,9 @@ def write_bytes_atomic(path: Path, data: bytes | memoryview) -> None:
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
+            # mkstemp makes files only the owner can read; records, checkpoints
+            # and pictures are meant to be shared.
+            os.fchmod(file.fileno(), 0o644)
         os.replace(temporary, path)
     except BaseException as error:
         Path(temporary).unlink(missing_ok=True)
