@@ -178,7 +178,7 @@ def ganzoo_iteration(trainer: Trainer, progress: Progress) -> Callable[[], None]
 
     def iteration() -> None:
         for _ in range(n_critic):
-            progress.add(trainer.discriminator_step(trainer.sampler.next()))
+            progress.add(trainer.discriminator_step(*trainer.next_real()))
             trainer.images_seen += batch_size
         progress.add(trainer.generator_step(batch_size))
         trainer.update_ema()

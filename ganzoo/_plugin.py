@@ -28,12 +28,19 @@ class DataShape:
 
     ``kind`` is ``"image"`` (``shape`` is channels, height, width; values in [0, 1])
     or ``"points"`` (``shape`` is the dimension, e.g. ``(2,)``; raw coordinates).
-    ``num_classes`` is 0 for unlabeled data.
+    ``num_classes`` is 0 for unlabeled data. Paired data (image-to-image
+    translation) also has ``input_shape``, the shape of the input image A that
+    each sample (the target B) is paired with; it is None otherwise.
     """
 
     kind: str
     shape: tuple[int, ...]
     num_classes: int = 0
+    input_shape: tuple[int, ...] | None = None
+
+    @property
+    def paired(self) -> bool:
+        return self.input_shape is not None
 
     @property
     def channels(self) -> int:
@@ -62,6 +69,7 @@ class TensorData:
     shape: DataShape
     fingerprint: str
     labels: torch.Tensor | None = None
+    inputs: torch.Tensor | None = None  # paired data: the input A of each sample
 
     def __len__(self) -> int:
         return int(self.samples.shape[0])
@@ -126,6 +134,19 @@ class Architecture(Plugin):
     logit per sample, of shape (N,) or (N, 1). Either builder may be left
     unimplemented; ``generator_options`` and ``discriminator_options`` declare
     what each one accepts.
+
+    A translation generator (for paired data) has ``latent_dim`` 0 and an
+    ``input_shape`` attribute (C, H, W): it is called as ``generator(inputs)``
+    with input images in its ``output_range``.
+
+    Class-conditional networks say so with ``conditional = True`` and their
+    class count in ``num_classes``. A conditional generator is called as
+    ``generator(latents, labels)`` and a conditional discriminator as
+    ``discriminator(samples, labels)``, ``labels`` being N class indices
+    (int64). A discriminator with an auxiliary classifier (ACGAN) sets
+    ``auxiliary_classifier = True`` and ``num_classes`` instead: it is called as
+    ``discriminator(samples)`` and returns ``(logits, class_logits)``, the
+    latter of shape (N, num_classes).
     """
 
     kind = "architecture"
@@ -266,7 +287,9 @@ class SampleSet:
     channel, come from a feature extractor; ``dataset`` is the data set plugin the
     real side came from (mode scores read its protocol, e.g. mixture means).
     ``cache_key`` is the content key of features that came from the on-disk
-    cache; statistics derived from them can be cached beside them.
+    cache; statistics derived from them can be cached beside them. ``labels``
+    (N class indices) are the real samples' classes, or the classes a
+    conditional generator was asked for.
     """
 
     name: str
@@ -275,6 +298,7 @@ class SampleSet:
     logits: torch.Tensor | None = None
     dataset: Dataset | None = None
     cache_key: dict[str, Any] | None = None
+    labels: torch.Tensor | None = None
 
     def statistic(
         self,
@@ -306,8 +330,9 @@ class Metric(Plugin):
     """A score computed from a real and a generated :class:`SampleSet`.
 
     ``requires`` names what both sets must carry (``"features"``, ``"logits"``,
-    ``"samples"``); ``applies_to`` says whether the metric makes sense for a real
-    set (e.g. mode scores only for data sets with known modes). ``compute``
+    ``"samples"``, ``"labels"``): a metric is skipped when either lacks one;
+    ``applies_to`` says whether the metric makes sense for a real set (e.g. mode
+    scores only for data sets with known modes). ``compute``
     returns a flat mapping of score names to numbers, plus any protocol details
     under ``"protocol"``.
     """

@@ -9,6 +9,7 @@ produced them.
 from __future__ import annotations
 
 import math
+import statistics
 from typing import Any, ClassVar
 
 import torch
@@ -306,6 +307,68 @@ class ClassCoverage(Metric):
         }
 
 
+class ConditionalScores(Metric):
+    """Intra-class FID and the classifier's accuracy on each requested class.
+
+    For class-conditional generators: the Fréchet distance between the real and
+    the generated features of each class, and their mean, the intra-class FID of
+    Miyato & Koyama 2018; and how often the feature extractor's classifier
+    assigns a generated sample to the class it was generated for. Per-class
+    values are ``intra_fid_<k>`` and ``class_accuracy_<k>``.
+    """
+
+    name = "conditional"
+    requires: ClassVar[tuple[str, ...]] = ("features", "logits", "labels")
+
+    def applies_to(self, real: SampleSet) -> bool:
+        return super().applies_to(real) and real.logits.dim() == 2
+
+    def compute(self, real: SampleSet, fake: SampleSet) -> dict[str, Any]:
+        from torch_fidelity.metric_fid import (
+            fid_features_to_statistics,
+            fid_statistics_to_metric,
+        )
+
+        classes = real.logits.shape[-1]
+        real_labels, fake_labels = real.labels.cpu(), fake.labels.cpu()
+        predicted = fake.logits.detach().argmax(dim=-1).cpu()
+        scores: dict[str, Any] = {}
+        fids, smallest = [], math.inf
+        for k in range(classes):
+            real_k = _features(real)[real_labels == k]
+            fake_k = _features(fake)[fake_labels == k]
+            if len(fake_k):
+                hits = predicted[fake_labels == k] == k
+                scores[f"class_accuracy_{k}"] = float(hits.double().mean())
+            if len(real_k) < 2 or len(fake_k) < 2:
+                continue
+            smallest = min(smallest, len(real_k), len(fake_k))
+            value = fid_statistics_to_metric(
+                fid_features_to_statistics(real_k),
+                fid_features_to_statistics(fake_k),
+                verbose=False,
+            )["frechet_inception_distance"]
+            scores[f"intra_fid_{k}"] = float(value)
+            fids.append(float(value))
+        if len(fids) < classes:
+            raise GanzooError(
+                f"intra-class FID needs at least 2 real and 2 generated samples of "
+                f"each of the {classes} classes; {fake.name} or {real.name} has "
+                "fewer for some class (raise eval.n_fake or eval.n_real)"
+            )
+        dim = real.features.shape[1]
+        return {
+            "intra_fid": statistics.fmean(fids),
+            "class_accuracy": float((predicted == fake_labels).double().mean()),
+            **scores,
+            "protocol": {
+                "intra_fid_min_per_class": int(smallest),
+                "intra_fid_biased": smallest < dim,
+                "fake_labels": "every class in turn",
+            },
+        }
+
+
 class StackedModes(Metric):
     """Modes covered (of 1,000) and KL against uniform on stacked 3-channel data.
 
@@ -342,5 +405,6 @@ def ganzoo_metrics() -> list[type[Metric]]:
         PrecisionRecallDensityCoverage,
         MixtureModes,
         ClassCoverage,
+        ConditionalScores,
         StackedModes,
     ]

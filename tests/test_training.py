@@ -240,7 +240,7 @@ def test_tensorboard_writes_event_files(tmp_path):
 def test_failure_inside_training_exits_1_with_a_message(
     tmp_path, monkeypatch, cli, ring_recipe
 ):
-    def explode(self, real):
+    def explode(self, real, labels=None):
         raise RuntimeError("simulated fault")
 
     monkeypatch.setattr(Trainer, "discriminator_step", explode)

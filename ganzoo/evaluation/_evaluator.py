@@ -32,8 +32,9 @@ from ..training import (
     software_versions,
     train_recipe,
 )
+from ..training._conditioning import takes_labels
 from ..training._rundir import has_resumable_state, holds_run
-from ..training._sampling import LoadedGenerator
+from ..training._sampling import LoadedGenerator, balanced_labels
 from ._scoring import NonFiniteError, Scorer, quantize
 
 log = logging.getLogger(__name__)
@@ -54,13 +55,16 @@ def scorer_for(recipe: Recipe, device: str | None = None) -> Scorer:
     """Resolve the recipe's extractor and metrics against its data shape."""
     dataset = recipe.dataset()
     settings = recipe.config["eval"]
+    shape = dataset.data_shape()
+    generator = recipe.network("generator", shape)
     return Scorer.create(
         recipe.registry,
-        dataset.data_shape(),
+        shape,
         dataset_name=dataset.name,
         extractor=settings["feature_extractor"],
         metrics=settings["metrics"],
         device=device,
+        conditional=takes_labels(generator) > 0,
     )
 
 
@@ -73,10 +77,14 @@ def score_checkpoint(
     label: str,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Generate ``n_fake`` samples in memory and score them against ``real``."""
-    samples = generate(loaded, settings["n_fake"], seed=settings["seed"])
+    n_fake = settings["n_fake"]
+    labels = None
+    if takes_labels(loaded.generator):
+        labels = balanced_labels(n_fake, takes_labels(loaded.generator))
+    samples = generate(loaded, n_fake, seed=settings["seed"], labels=labels)
     if loaded.shape.kind == "image":
         samples = quantize(samples)
-    fake = scorer.sample_set(label, samples)
+    fake = scorer.sample_set(label, samples, labels=labels)
     scores, details = scorer.score(real, fake)
     protocol = {
         "feature_extractor": scorer.describe_extractor(),

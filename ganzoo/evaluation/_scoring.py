@@ -34,10 +34,12 @@ SCORE_KEYS = (
     "reverse_kl",
     "classes_covered",
     "class_kl",
+    "intra_fid",
+    "class_accuracy",
 )
 """The public score names of an evaluation record, in display order."""
 
-LOWER_IS_BETTER = frozenset({"fid", "kid", "reverse_kl", "class_kl"})
+LOWER_IS_BETTER = frozenset({"fid", "kid", "reverse_kl", "class_kl", "intra_fid"})
 
 
 class NonFiniteError(RuntimeError):
@@ -53,14 +55,20 @@ def default_extractor(shape: DataShape, dataset_name: str | None) -> str | None:
     return "inception-v3-compat"
 
 
-def default_metrics(shape: DataShape) -> list[str]:
+def default_metrics(shape: DataShape, conditional: bool = False) -> list[str]:
+    """The metrics a data shape is scored with when the recipe names none.
+
+    ``conditional``: the generator is class-conditional, so the per-class
+    scores apply too.
+    """
     if shape.kind == "points":
         return ["modes", "prdc"]
     if shape.kind == "features":
         return ["fid", "kid", "prdc"]
     if shape.channels == 3 and shape.shape[1:] == (28, 28):
         return ["stacked-modes"]
-    return ["fid", "kid", "is", "prdc", "classes"]
+    chosen = ["fid", "kid", "is", "prdc", "classes"]
+    return [*chosen, "conditional"] if conditional else chosen
 
 
 @dataclass
@@ -82,6 +90,7 @@ class Scorer:
         extractor: str | None = None,
         metrics: Sequence[str] | None = None,
         device: str | torch.device | None = None,
+        conditional: bool = False,
     ) -> Scorer:
         """Resolve names to plugins and check that they fit ``shape`` (no work done)."""
         name = extractor or default_extractor(shape, dataset_name)
@@ -97,7 +106,7 @@ class Scorer:
             except GanzooError as error:
                 raise error.at(key="eval.feature_extractor") from None
         chosen = []
-        for index, metric in enumerate(metrics or default_metrics(shape)):
+        for index, metric in enumerate(metrics or default_metrics(shape, conditional)):
             try:
                 chosen.append(registry.get("metric", metric).cls.create())
             except GanzooError as error:
@@ -118,11 +127,18 @@ class Scorer:
         }
 
     def sample_set(
-        self, name: str, samples: torch.Tensor, dataset: Dataset | None = None
+        self,
+        name: str,
+        samples: torch.Tensor,
+        dataset: Dataset | None = None,
+        labels: torch.Tensor | None = None,
     ) -> SampleSet:
-        """Extract features of in-memory samples (images in [0, 1], or points)."""
+        """Extract features of in-memory samples (images in [0, 1], or points).
+
+        ``labels`` are the classes a conditional generator was asked for.
+        """
         _check_finite(samples, name, "samples")
-        side = SampleSet(name=name, samples=samples, dataset=dataset)
+        side = SampleSet(name=name, samples=samples, dataset=dataset, labels=labels)
         if self.extractor is not None and samples.dim() == 4:
             for key, value in self._extract(samples).items():
                 setattr(side, key, value)
@@ -142,12 +158,13 @@ class Scorer:
     ) -> tuple[SampleSet, dict[str, Any]]:
         """The reference side, with its features cached by content."""
         data = dataset.load(split)
-        samples = data.samples
+        samples, labels = data.samples, data.labels
         if n_real is not None and n_real < len(samples):
             order = torch.randperm(
                 len(samples), generator=torch.Generator().manual_seed(seed)
             )
             samples = samples[order[:n_real]]
+            labels = None if labels is None else labels[order[:n_real]]
         reference = {
             "dataset": dataset.name,
             "split": split,
@@ -156,7 +173,10 @@ class Scorer:
             "subset_seed": seed if n_real is not None else None,
         }
         side = SampleSet(
-            name=f"{dataset.name}:{split}", samples=samples, dataset=dataset
+            name=f"{dataset.name}:{split}",
+            samples=samples,
+            dataset=dataset,
+            labels=labels,
         )
         if self.extractor is not None and samples.dim() == 4:
             parts = {**reference, "extractor": self.describe_extractor()}
@@ -191,7 +211,8 @@ class Scorer:
         scores: dict[str, Any] = {}
         protocol: dict[str, Any] = {"metrics": [], "skipped_metrics": []}
         for metric in self.metrics:
-            if not metric.applies_to(real):
+            lacking = any(getattr(fake, part) is None for part in metric.requires)
+            if lacking or not metric.applies_to(real):
                 protocol["skipped_metrics"].append(metric.name)
                 continue
             result = dict(metric.compute(real, fake))

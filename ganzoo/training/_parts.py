@@ -71,12 +71,16 @@ class BatchSampler:
         self.position = 0
 
     def next(self) -> torch.Tensor:
+        return self.samples[self.next_index()]
+
+    def next_index(self) -> torch.Tensor:
+        """The indices of the next batch, on the samples' device."""
         if self.position + self.batch_size > len(self.order):
             self.order = torch.randperm(len(self.samples), generator=self.generator)
             self.position = 0
         index = self.order[self.position : self.position + self.batch_size]
         self.position += self.batch_size
-        return self.samples[index.to(self.samples.device)]
+        return index.to(self.samples.device)
 
     def state_dict(self) -> dict[str, Any]:
         return {

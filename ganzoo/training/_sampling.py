@@ -14,6 +14,7 @@ from .._plugin import DataShape
 from .._registry import Registry, build_registry
 from ..recipes import Recipe
 from . import _checkpoint as ckpt
+from ._conditioning import takes_labels
 from ._grids import save_picture, to_unit_range
 
 
@@ -89,19 +90,53 @@ def load_generator(
 
 @torch.no_grad()
 def generate(
-    loaded: LoadedGenerator, n: int, *, seed: int, batch_size: int = 500
+    loaded: LoadedGenerator,
+    n: int,
+    *,
+    seed: int,
+    batch_size: int = 500,
+    labels: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``n`` samples in the data's range; the same seed gives the same samples."""
+    """``n`` samples in the data's range; the same seed gives the same samples.
+
+    A class-conditional generator is asked for ``labels`` (n class indices); by
+    default every class in turn, ``0, 1, ..., K-1, 0, 1, ...``, so that any n
+    holds the classes as evenly as it can.
+    """
     generator = loaded.generator
     device = next(generator.parameters()).device
     rng = torch.Generator().manual_seed(seed)
     latents = torch.randn(n, int(generator.latent_dim), generator=rng)
     output_range = getattr(generator, "output_range", None)
-    parts = [
-        to_unit_range(generator(z.to(device)), output_range).cpu().contiguous()
-        for z in latents.split(batch_size)
-    ]
-    return torch.cat(parts)
+    classes = takes_labels(generator)
+    if classes and labels is None:
+        labels = balanced_labels(n, classes)
+    if labels is not None:
+        if not classes:
+            raise GanzooError(
+                f"{loaded.checkpoint}: the generator is not class-conditional, "
+                "so it cannot be asked for a class"
+            )
+        labels = labels.long()
+        if labels.shape != (n,) or bool(((labels < 0) | (labels >= classes)).any()):
+            raise GanzooError(
+                f"expected {n} class indices in 0..{classes - 1} for "
+                f"{loaded.checkpoint}"
+            )
+    parts = []
+    for start in range(0, n, batch_size):
+        z = latents[start : start + batch_size].to(device)
+        if labels is None:
+            out = generator(z)
+        else:
+            out = generator(z, labels[start : start + batch_size].to(device))
+        parts.append(to_unit_range(out, output_range).cpu().contiguous())
+    return torch.cat(parts) if parts else torch.empty(0)
+
+
+def balanced_labels(n: int, classes: int) -> torch.Tensor:
+    """Every class in turn: ``0, 1, ..., classes-1, 0, 1, ...`` (n of them)."""
+    return torch.arange(n) % classes
 
 
 def save_samples(loaded: LoadedGenerator, samples: torch.Tensor, out: Path) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
 import os
 import time
 from pathlib import Path
@@ -30,6 +31,7 @@ from .._errors import GanzooError
 from .._plugin import Constraint, Loss, Regularizer, RunInfo, TensorData, Tracker
 from ..recipes import Recipe
 from . import _checkpoint as ckpt
+from ._conditioning import Conditioning
 from ._grids import from_unit_range, save_picture, to_unit_range
 from ._guard import (
     InterruptGuard,
@@ -87,7 +89,12 @@ class Trainer:
             for module in discriminator.modules()
         )
 
+        self.loss: Loss = recipe.plugin("loss", config["loss"])
+        self.conditioning = Conditioning.of(generator, discriminator, self.loss, data)
         self.real = from_unit_range(data.samples, self.output_range).to(self.device)
+        self.real_labels = (
+            data.labels.to(self.device) if self.conditioning.active else None
+        )
         self._check_discriminator_batch()
         self.sampler = BatchSampler(
             self.real, self.train_options["batch_size"], self.train_options["seed"] + 1
@@ -100,7 +107,6 @@ class Trainer:
         self.d_optimizer = make_optimizer(
             discriminator.parameters(), config["optim"]["discriminator"]
         )
-        self.loss: Loss = recipe.plugin("loss", config["loss"])
         self.regularizers: list[Regularizer] = recipe.plugins(
             "regularizer", "regularizers"
         )
@@ -116,6 +122,13 @@ class Trainer:
         self.fixed_latents = torch.randn(
             count, self.latent_dim, generator=latent_rng
         ).to(self.device)
+        self.fixed_labels = None
+        if self.conditioning.active:
+            # One class per row of the near-square grid.
+            columns = math.ceil(math.sqrt(count))
+            self.fixed_labels = (
+                torch.arange(count) // columns % self.conditioning.num_classes
+            ).to(self.device)
 
         # The cheap metric during training, which keeps the best checkpoint.
         self.periodic = None
@@ -137,12 +150,14 @@ class Trainer:
         """Push one batch through the discriminator, so a shape it cannot take is a
         user error before the run directory exists rather than a crash at step 1."""
         batch = self.train_options["batch_size"]
-        probe = self.real[torch.arange(2 * batch, device=self.device) % len(self.real)]
+        index = torch.arange(2 * batch, device=self.device) % len(self.real)
+        probe = self.real[index]
+        labels = None if self.real_labels is None else self.real_labels[index]
         discriminator = self.nets.discriminator
         discriminator.eval()
         try:
             with torch.no_grad():
-                discriminator(probe)
+                self.conditioning.judge(discriminator, probe, labels)
         except GanzooError as error:
             raise error.at(key="model.discriminator") from None
         except RuntimeError as error:
@@ -157,26 +172,58 @@ class Trainer:
 
     # Phases of one iteration.
 
-    def discriminator_step(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
+    def next_real(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The next real batch and, for a conditional run, its labels."""
+        index = self.sampler.next_index()
+        labels = None if self.real_labels is None else self.real_labels[index]
+        return self.real[index], labels
+
+    def discriminator_step(
+        self, real: torch.Tensor, real_labels: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         generator, discriminator = self.nets.generator, self.nets.discriminator
+        conditioning = self.conditioning
         with torch.no_grad():
             latents = torch.randn(len(real), self.latent_dim, device=self.device)
-            fake = generator(latents)
+            fake_labels = conditioning.sample_labels(len(real), self.device)
+            fake = conditioning.generate(generator, latents, fake_labels)
 
         # Fakes and reals go through the discriminator together, as in the lecture,
         # unless it normalises with batch statistics: in a joint batch those would
         # differ from the fakes-only batch of the generator's step, so each half
         # goes through alone, as in the DCGAN paper.
         if self.batch_statistics:
-            fake_logits = discriminator(fake).reshape(-1)
-            real_logits = discriminator(real).reshape(-1)
+            fake_logits, fake_classes = conditioning.judge(
+                discriminator, fake, fake_labels
+            )
+            real_logits, real_classes = conditioning.judge(
+                discriminator, real, real_labels
+            )
         else:
-            logits = discriminator(torch.cat([fake, real])).reshape(-1)
+            labels = None
+            if conditioning.active:
+                labels = torch.cat([fake_labels, real_labels])
+            logits, classes = conditioning.judge(
+                discriminator, torch.cat([fake, real]), labels
+            )
             fake_logits, real_logits = logits.chunk(2)
+            fake_classes, real_classes = (
+                (None, None) if classes is None else classes.chunk(2)
+            )
         loss = self.loss.discriminator_loss(real_logits, fake_logits)
         stats = {"d_adv_loss": loss}
+        if conditioning.auxiliary:
+            term = self.loss.classification_loss(
+                real_classes, real_labels
+            ) + self.loss.classification_loss(fake_classes, fake_labels)
+            stats["d_cls_loss"] = term
+            stats["d_cls_acc_real"] = (
+                (real_classes.argmax(dim=1) == real_labels).float().mean()
+            )
+            loss = loss + term
+        judged = conditioning.for_regularizers(discriminator, real_labels)
         for regularizer in self.regularizers:
-            term = regularizer.penalty(discriminator, real, fake)
+            term = regularizer.penalty(judged, real, fake)
             stats[f"reg/{regularizer.name}"] = term
             loss = loss + term
 
@@ -196,11 +243,20 @@ class Trainer:
 
     def generator_step(self, batch_size: int) -> dict[str, torch.Tensor]:
         generator, discriminator = self.nets.generator, self.nets.discriminator
+        conditioning = self.conditioning
         latents = torch.randn(batch_size, self.latent_dim, device=self.device)
+        labels = conditioning.sample_labels(batch_size, self.device)
 
         # The discriminator's weights are not trained here, so no gradient is kept.
         discriminator.requires_grad_(False)
-        loss = self.loss.generator_loss(discriminator(generator(latents)).reshape(-1))
+        fake = conditioning.generate(generator, latents, labels)
+        logits, classes = conditioning.judge(discriminator, fake, labels)
+        loss = self.loss.generator_loss(logits)
+        stats = {}
+        if conditioning.auxiliary:
+            term = self.loss.classification_loss(classes, labels)
+            stats["g_cls_loss"] = term
+            loss = loss + term
         self.g_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         discriminator.requires_grad_(True)
@@ -212,7 +268,7 @@ class Trainer:
             self.skip_bad_step("generator", f"{what} is {value}")
             return {}
         self.g_optimizer.step()
-        return {"g_loss": loss, "g_grad_norm": grad_norm}
+        return {"g_loss": loss, "g_grad_norm": grad_norm, **stats}
 
     # Divergence.
 
@@ -300,7 +356,17 @@ class Trainer:
         generator = self.nets.generator_ema
         was_training = generator.training
         generator.eval()
-        samples = torch.cat([generator(z) for z in self.fixed_latents.split(256)])
+        labels = self.fixed_labels
+        samples = torch.cat(
+            [
+                self.conditioning.generate(
+                    generator,
+                    self.fixed_latents[start : start + 256],
+                    None if labels is None else labels[start : start + 256],
+                )
+                for start in range(0, len(self.fixed_latents), 256)
+            ]
+        )
         generator.train(was_training)
         path = self.run_dir / f"fakes-kimg{self.kimg:08.2f}.png"
         partial = path.with_name(f".{path.stem}.tmp{path.suffix}")
@@ -473,7 +539,7 @@ class Trainer:
                 while self.images_seen < total_images:
                     # Discriminator steps.
                     for _ in range(n_critic):
-                        progress.add(self.discriminator_step(self.sampler.next()))
+                        progress.add(self.discriminator_step(*self.next_real()))
                         self.images_seen += batch_size
 
                     # Generator step, then the moving average.
