@@ -87,6 +87,38 @@ class BinaryCrossEntropy(Loss):
         return F.binary_cross_entropy_with_logits(fake_logits, ones)
 
 
+class AuxiliaryClassifierGan(BinaryCrossEntropy):
+    """ACGAN: the BCE objective plus a weighted cross-entropy on the class head.
+
+    Odena, Olah and Shlens 2017, "Conditional Image Synthesis with Auxiliary
+    Classifier GANs". For a discriminator with an auxiliary classifier: the
+    real/fake logits are scored as by 'bce', with the same options, and
+    ``classification_loss`` scores the class logits against the labels, which
+    the trainer adds for reals and fakes in the discriminator step and for fakes
+    in the generator step.
+    """
+
+    name = "acgan"
+    options = (
+        *BinaryCrossEntropy.options,
+        Option(
+            "classification_weight",
+            float,
+            1.0,
+            "multiplier of the class cross-entropy in both networks' losses",
+            minimum=0.0,
+        ),
+    )
+
+    classification_weight: float
+
+    def classification_loss(
+        self, class_logits: torch.Tensor, labels: torch.Tensor
+    ) -> torch.Tensor:
+        """``classification_weight`` times the cross-entropy of the class logits."""
+        return self.classification_weight * F.cross_entropy(class_logits, labels)
+
+
 class Wasserstein(Loss):
     """The Wasserstein GAN critic objective, E[D(fake)] - E[D(real)].
 
@@ -150,4 +182,10 @@ class LeastSquares(Loss):
 
 @hookimpl
 def ganzoo_losses() -> list[type[Loss]]:
-    return [BinaryCrossEntropy, Wasserstein, Hinge, LeastSquares]
+    return [
+        BinaryCrossEntropy,
+        Wasserstein,
+        Hinge,
+        LeastSquares,
+        AuxiliaryClassifierGan,
+    ]

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from ..recipes import Recipe
-from ..training._grids import to_unit_range
+from ..training._sampling import sample_network
 from ._scoring import Scorer, quantize
 
 
@@ -42,19 +42,12 @@ class PeriodicEval:
                 n_real=self.settings["n_real"],
                 seed=self.settings["seed"],
             )
-        rng = torch.Generator().manual_seed(self.settings["seed"])
-        latents = torch.randn(
-            self.settings["during_n"], int(generator.latent_dim), generator=rng
-        )
-        device = next(generator.parameters()).device
         was_training = generator.training
         generator.eval()
-        with torch.no_grad():
-            samples = torch.cat(
-                [generator(z.to(device)).cpu() for z in latents.split(500)]
-            )
+        samples = sample_network(
+            generator, self.settings["during_n"], seed=self.settings["seed"]
+        )
         generator.train(was_training)
-        samples = to_unit_range(samples, getattr(generator, "output_range", None))
         if self.images:
             samples = quantize(samples)
         scores, _ = self.scorer.score(

@@ -3,6 +3,7 @@ regularizers and constraints."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import io
 import math
@@ -35,6 +36,9 @@ from ._base import (
     shape_of,
 )
 
+PROBE_CLASSES = 10
+"""Classes of the labeled data shapes offered to class-conditional architectures."""
+
 # Architectures.
 
 
@@ -59,15 +63,20 @@ def check_architecture(
         except GanzooError as error:
             raise Unavailable(f"the {role} needs options: {error}") from None
 
-        claimed = claimed_shapes(
-            report,
-            f"the {role}'s check()",
-            functools.partial(_check_role, architecture, role, resolved),
-            shapes,
-        )
+        check = functools.partial(_check_role, architecture, role, resolved)
+        claimed = claimed_shapes(report, f"the {role}'s check()", check, shapes)
+        if not claimed:
+            # A class-conditional network refuses unlabeled data; offer the same
+            # shapes with labels before concluding that it accepts none.
+            labeled = [_with_labels(shape) for shape in shapes]
+            claimed = claimed_shapes(report, f"the {role}'s check()", check, labeled)
         if not claimed:
             offered = ", ".join(shape.describe() for shape in shapes)
-            report.add("shapes", f"the {role}'s check() accepts none of: {offered}")
+            report.add(
+                "shapes",
+                f"the {role}'s check() accepts none of: {offered}, with or "
+                "without class labels",
+            )
             continue
 
         # Every claimed shape is built and probed; the first one is also trained,
@@ -96,6 +105,13 @@ def _check_role(
     architecture.check(shape, role, options)
 
 
+def _with_labels(shape: DataShape) -> DataShape:
+    """``shape`` as a labeled data set of PROBE_CLASSES classes, unless it has some."""
+    if shape.num_classes:
+        return shape
+    return dataclasses.replace(shape, num_classes=PROBE_CLASSES)
+
+
 def _build(
     architecture: Architecture, role: str, shape: DataShape, given: dict, seed: int
 ) -> nn.Module:
@@ -122,24 +138,87 @@ def _network_input(module: nn.Module, role: str, shape: DataShape) -> torch.Tens
     return torch.randn(BATCH, latent_dim, generator=torch.Generator().manual_seed(1))
 
 
+def _probe_labels(num_classes: int, count: int = BATCH) -> torch.Tensor:
+    """Every class in turn, ``0, 1, ..., K-1, 0, ...``, as int64 class indices."""
+    return torch.arange(count) % num_classes
+
+
+def _call(module: nn.Module, inputs: torch.Tensor) -> Any:
+    """Call a network as the contract says: with labels if it is conditional.
+
+    Only ``conditional = True`` counts: many networks (timm's, torchvision's)
+    have a ``num_classes`` of their own. A discriminator with an auxiliary
+    classifier predicts the class instead of taking it, so it gets no labels.
+    """
+    if getattr(module, "conditional", False):
+        return module(inputs, _probe_labels(module.num_classes, len(inputs)))
+    return module(inputs)
+
+
+def _split_logits(module: nn.Module, output: Any) -> tuple[Any, Any]:
+    """A discriminator's logits and class logits (None without a classifier)."""
+    if not getattr(module, "auxiliary_classifier", False):
+        return output, None
+    require(
+        isinstance(output, tuple) and len(output) == 2,
+        f"an auxiliary classifier returned {shape_of(output)}; expected a tuple "
+        "(logits, class_logits)",
+    )
+    return output
+
+
+def _check_classes(module: nn.Module, role: str, shape: DataShape) -> None:
+    """A class-conditional network is built for the data's classes, and has some."""
+    if not (
+        getattr(module, "conditional", False)
+        or getattr(module, "auxiliary_classifier", False)
+    ):
+        return
+    num_classes = getattr(module, "num_classes", None)
+    require(
+        shape.num_classes > 0 and num_classes == shape.num_classes,
+        f"the {role}'s num_classes is {num_classes!r}, but the data have "
+        f"{shape.num_classes} classes; build it for data.num_classes and refuse "
+        "unlabeled data in check()",
+    )
+
+
+def _same_outputs(first: Any, second: Any) -> bool:
+    """Whether two outputs are equal: tensors, or tuples of them (ACGAN)."""
+    if isinstance(first, tuple):
+        return len(first) == len(second) and all(map(torch.equal, first, second))
+    return torch.equal(first, second)
+
+
 def _probe(
     architecture: Architecture, role: str, shape: DataShape, given: dict
 ) -> nn.Module:
     """Build under seed 0 and check one output, in eval mode so no state changes."""
     module = _build(architecture, role, shape, given, seed=0)
+    _check_classes(module, role, shape)
     inputs = _network_input(module, role, shape)
     module.eval()
     with torch.no_grad():
-        output = module(inputs)
+        output = _call(module, inputs)
     module.train()
     if role == "discriminator":
+        logits, class_logits = _split_logits(module, output)
         require(
-            isinstance(output, torch.Tensor)
-            and tuple(output.shape) in ((BATCH,), (BATCH, 1)),
-            f"a batch of {BATCH} gave {shape_of(output)}; expected ({BATCH},) or "
+            isinstance(logits, torch.Tensor)
+            and tuple(logits.shape) in ((BATCH,), (BATCH, 1)),
+            f"a batch of {BATCH} gave {shape_of(logits)}; expected ({BATCH},) or "
             f"({BATCH}, 1) logits",
         )
-        require_finite(output, "the logits")
+        require_finite(logits, "the logits")
+        if class_logits is not None:
+            expected = (BATCH, module.num_classes)
+            require(
+                isinstance(class_logits, torch.Tensor)
+                and tuple(class_logits.shape) == expected,
+                f"the auxiliary classifier gave {shape_of(class_logits)}; "
+                f"expected {expected} class logits",
+            )
+            require_finite(class_logits, "the class logits")
         return module
 
     expected = (BATCH, *shape.shape)
@@ -169,18 +248,32 @@ def _train_network(role: str, shape: DataShape, module: nn.Module) -> None:
     partner.requires_grad_(False)
     for step in range(STEPS):
         if role == "generator":
-            fake = module(_network_input(module, role, shape)).flatten(1)
+            fake = _call(module, _network_input(module, role, shape)).flatten(1)
             loss = F.softplus(-partner(fake)).mean()
         else:
-            real_logits = module(probe_batch(shape, seed=10 + step)).reshape(-1)
-            fake = torch.randn(BATCH, *shape.shape)
-            fake_logits = module(fake).reshape(-1)
+            real_logits, real_classes = _discriminate(
+                module, probe_batch(shape, seed=10 + step)
+            )
+            fake_logits, fake_classes = _discriminate(
+                module, torch.randn(BATCH, *shape.shape)
+            )
             loss = F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+            if real_classes is not None:
+                # An auxiliary classifier learns the probe labels of both sides.
+                labels = _probe_labels(module.num_classes)
+                loss = loss + F.cross_entropy(real_classes, labels)
+                loss = loss + F.cross_entropy(fake_classes, labels)
         require_finite(loss, f"the loss at step {step}")
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
     require_trained(module, f"the {role}", before)
+
+
+def _discriminate(module: nn.Module, samples: torch.Tensor) -> tuple[Any, Any]:
+    """Flat logits (N,) and, with an auxiliary classifier, class logits (N, K)."""
+    logits, class_logits = _split_logits(module, _call(module, samples))
+    return logits.reshape(-1), class_logits
 
 
 def _round_trip(
@@ -200,7 +293,7 @@ def _round_trip(
     restored.eval()
     inputs = _network_input(original, role, shape)
     with torch.no_grad():
-        same = torch.equal(original(inputs), restored(inputs))
+        same = _same_outputs(_call(original, inputs), _call(restored, inputs))
     original.train()
     require(
         same,
@@ -222,9 +315,9 @@ def _same_seed(
     outputs = []
     for module in (first, second):
         torch.manual_seed(2)
-        outputs.append(module(inputs))
+        outputs.append(_call(module, inputs))
     require(
-        torch.equal(*outputs),
+        _same_outputs(*outputs),
         "two networks built under one seed give other outputs for the same input",
     )
 
@@ -264,6 +357,19 @@ def _loss_values(loss: Loss) -> None:
         fake.grad is not None and bool(torch.isfinite(fake.grad).all()),
         "generator_loss gives no finite gradient to the fake logits",
     )
+
+    # An ACGAN loss also scores an auxiliary classifier's class logits.
+    classification_loss = getattr(loss, "classification_loss", None)
+    if callable(classification_loss):
+        class_logits = torch.randn(BATCH, PROBE_CLASSES, requires_grad=True)
+        labels = _probe_labels(PROBE_CLASSES)
+        term = classification_loss(class_logits, labels)
+        require_scalar(term, "classification_loss").backward()
+        require(
+            class_logits.grad is not None
+            and bool(torch.isfinite(class_logits.grad).all()),
+            "classification_loss gives no finite gradient to the class logits",
+        )
 
 
 def _train_with_loss(loss: Loss) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,18 @@ class Recipe:
     name: str
     source: Path | None
     registry: Registry
+    sources: _Sources | None = None
+
+    def locate(self, key: str) -> tuple[str | None, int | None]:
+        """The file and line where a dotted key (``model.generator``) was written."""
+        if self.sources is None:
+            return None, None
+        path = tuple(
+            int(part) if part.isdigit() else part
+            for part in re.split(r"\.|\[|\]\.?", key)
+            if part
+        )
+        return self.sources.locate(path)
 
     def plugin(self, kind: str, section: Mapping[str, Any]) -> Plugin:
         """Instantiate the plugin a resolved section names, with its options."""
@@ -120,7 +133,7 @@ def load_recipe(
 
     config = _Validator(registry, sources).validate(merged)
     digest = recipe_hash(config)
-    return Recipe(config, digest, _run_name(path, config), path, registry)
+    return Recipe(config, digest, _run_name(path, config), path, registry, sources)
 
 
 def recipe_hash(config: Mapping[str, Any]) -> str:

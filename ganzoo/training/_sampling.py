@@ -88,7 +88,6 @@ def load_generator(
     return LoadedGenerator(generator, shape, recipe, path, float(state["kimg"]))
 
 
-@torch.no_grad()
 def generate(
     loaded: LoadedGenerator,
     n: int,
@@ -97,13 +96,34 @@ def generate(
     batch_size: int = 500,
     labels: torch.Tensor | None = None,
 ) -> torch.Tensor:
+    """``n`` samples of a loaded run in the data's range; see :func:`sample_network`."""
+    return sample_network(
+        loaded.generator,
+        n,
+        seed=seed,
+        batch_size=batch_size,
+        labels=labels,
+        name=str(loaded.checkpoint),
+    )
+
+
+@torch.no_grad()
+def sample_network(
+    generator: nn.Module,
+    n: int,
+    *,
+    seed: int,
+    batch_size: int = 500,
+    labels: torch.Tensor | None = None,
+    name: str = "the generator",
+) -> torch.Tensor:
     """``n`` samples in the data's range; the same seed gives the same samples.
 
     A class-conditional generator is asked for ``labels`` (n class indices); by
     default every class in turn, ``0, 1, ..., K-1, 0, 1, ...``, so that any n
-    holds the classes as evenly as it can.
+    holds the classes as evenly as it can. ``name`` says whose generator it is
+    in errors.
     """
-    generator = loaded.generator
     device = next(generator.parameters()).device
     rng = torch.Generator().manual_seed(seed)
     latents = torch.randn(n, int(generator.latent_dim), generator=rng)
@@ -114,14 +134,13 @@ def generate(
     if labels is not None:
         if not classes:
             raise GanzooError(
-                f"{loaded.checkpoint}: the generator is not class-conditional, "
+                f"{name}: the generator is not class-conditional, "
                 "so it cannot be asked for a class"
             )
         labels = labels.long()
         if labels.shape != (n,) or bool(((labels < 0) | (labels >= classes)).any()):
             raise GanzooError(
-                f"expected {n} class indices in 0..{classes - 1} for "
-                f"{loaded.checkpoint}"
+                f"expected {n} class indices in 0..{classes - 1} for {name}"
             )
     parts = []
     for start in range(0, n, batch_size):

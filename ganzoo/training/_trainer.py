@@ -644,8 +644,9 @@ def train_recipe(
         trainer = Trainer(recipe, run_dir, trackers)
         check_run_dir(recipe, run_dir, resume=resume)
     except GanzooError as error:
-        if error.key is not None:  # a recipe key is at fault: name the recipe too
-            error.at(file=recipe.source)
+        if error.key is not None:  # a recipe key is at fault: say where it is
+            file, line = recipe.locate(error.key)
+            error.at(file=file or recipe.source, line=line)
         raise
 
     # Checked again under the lock: another process may have started meanwhile.

@@ -7,15 +7,30 @@ from __future__ import annotations
 
 from ganzoo import hookimpl
 
+from .conditional import ConditionalDcgan
 from .dcgan import Dcgan, DcganCritic
 from .dcgan_seed import DcganSeed
 from .mlp import Mlp
 from .timm_backbone import TimmDiscriminator
 
-__all__ = ["Dcgan", "DcganCritic", "DcganSeed", "Mlp", "TimmDiscriminator"]
+__all__ = [
+    "ConditionalDcgan",
+    "Dcgan",
+    "DcganCritic",
+    "DcganSeed",
+    "Mlp",
+    "TimmDiscriminator",
+]
 
 
 @hookimpl
 def ganzoo_architectures():
     """Register the built-in generator and discriminator families."""
-    return [DcganSeed, Mlp, Dcgan, DcganCritic, TimmDiscriminator]
+    return [
+        DcganSeed,
+        Mlp,
+        Dcgan,
+        DcganCritic,
+        TimmDiscriminator,
+        ConditionalDcgan,
+    ]
