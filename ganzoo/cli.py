@@ -11,6 +11,7 @@ import argparse
 import errno
 import json
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -55,6 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("auto", "bar", "lines"),
         default="auto",
         help="progress bar or plain lines (auto: a bar on a terminal)",
+    )
+    train.add_argument(
+        "--nproc",
+        type=int,
+        metavar="N",
+        help="train with DistributedDataParallel in N processes on this machine "
+        "(starts torchrun; for several machines, run torchrun yourself)",
     )
 
     evaluate = commands.add_parser("eval", help="train if needed, then score a recipe")
@@ -136,15 +144,24 @@ def build_parser() -> argparse.ArgumentParser:
     versus.add_argument("--json", action="store_true", help="print JSON")
     versus.add_argument("--results", type=Path, help="records folder")
 
-    sample = commands.add_parser("sample", help="generate samples from a trained run")
+    sample = commands.add_parser(
+        "sample",
+        help="samples, class grids, latent walks or nearest real neighbours of a run",
+    )
     sample.add_argument("run_dir", type=Path, help="run directory")
-    sample.add_argument("--n", type=int, required=True, help="number of samples")
+    sample.add_argument(
+        "--n",
+        type=int,
+        help="number of samples (default 64; per row with --class-grid: 8; "
+        "pairs with --neighbours: 16)",
+    )
     sample.add_argument("--seed", type=int, default=0, help="seed of the latents")
     sample.add_argument(
         "--out",
         type=Path,
         required=True,
-        help="output file: .png (grid or scatter) or .npy (raw samples)",
+        help="output file: .png (grid or scatter) or .npy (raw samples); "
+        "with --interpolate also .gif",
     )
     sample.add_argument(
         "--checkpoint",
@@ -152,6 +169,69 @@ def build_parser() -> argparse.ArgumentParser:
         help="final, last, best, or a checkpoint path (default: final)",
     )
     sample.add_argument(
+        "--no-ema",
+        action="store_true",
+        help="use the trained generator instead of its moving average",
+    )
+    sample.add_argument(
+        "--class",
+        dest="label",
+        type=int,
+        metavar="K",
+        help="class-conditional runs: samples of class K only",
+    )
+    view = sample.add_mutually_exclusive_group()
+    view.add_argument(
+        "--class-grid",
+        action="store_true",
+        help="class-conditional runs: one row per class, one latent per column",
+    )
+    view.add_argument(
+        "--interpolate",
+        choices=("lerp", "slerp"),
+        help="walk between latents (straight or spherical), one path per row",
+    )
+    view.add_argument(
+        "--neighbours",
+        action="store_true",
+        help="each sample beside its nearest training image, closest pair first",
+    )
+    walk = sample.add_argument_group("with --interpolate")
+    walk.add_argument(
+        "--steps", type=int, help="latents per path, endpoints included (default 8)"
+    )
+    walk.add_argument(
+        "--rows",
+        type=int,
+        help="paths; row r walks from seed SEED+2r to SEED+2r+1 "
+        "(default 4, or one per class)",
+    )
+    walk.add_argument(
+        "--from-seed", type=int, metavar="A", help="one path, from seed A's sample"
+    )
+    walk.add_argument(
+        "--to-seed", type=int, metavar="B", help="to seed B's sample (with --from-seed)"
+    )
+    walk.add_argument(
+        "--gif",
+        action="store_true",
+        help="also write an animated GIF beside OUT (there and back)",
+    )
+
+    translate = commands.add_parser(
+        "translate", help="translate your own images with a trained pix2pix run"
+    )
+    translate.add_argument("run_dir", type=Path, help="run directory of a pix2pix run")
+    translate.add_argument("input_dir", type=Path, help="folder of input images")
+    translate.add_argument(
+        "output_dir", type=Path, help="folder for the outputs, under the input names"
+    )
+    translate.add_argument(
+        "--checkpoint",
+        default="final",
+        help="final, last, best, or a checkpoint path (default: final)",
+    )
+    translate.add_argument(
         "--no-ema",
         action="store_true",
         help="use the trained generator instead of its moving average",
@@ -184,14 +264,24 @@ _WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EROFS, errno.EDQUOT}
 def main(argv: Sequence[str] | None = None) -> int:
     handler = _configure_logging()
     context: dict[str, Path] = {}
+    process = _torchrun_process()  # (rank, world size, local rank) or None
     try:
         args = build_parser().parse_args(argv)
         # With --json, stdout carries the JSON alone, for pipes and jq.
         handler.progress_to_stderr = bool(getattr(args, "json", False))
+        if process is not None and args.command != "train":
+            raise GanzooError(
+                f"only `ganzoo train` runs in several processes; run `ganzoo "
+                f"{args.command}` on its own, without torchrun"
+            )
         if args.command == "train":
+            if args.nproc is not None and args.nproc != 1:
+                return _train_in_processes(args, sys.argv[1:] if argv is None else argv)
             return _train(args, context)
         if args.command == "sample":
             return _sample(args)
+        if args.command == "translate":
+            return _translate(args)
         if args.command == "eval":
             return _eval(args)
         if args.command == "metrics":
@@ -208,11 +298,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check(args)
         return _plugins(args)
     except GanzooError as error:
-        print(f"ganzoo: error: {error}", file=sys.stderr)
+        # The processes of a distributed run share the recipe and the files, so
+        # the first one on each machine speaks for all of them.
+        if process is None or process[2] == 0:
+            print(f"ganzoo: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as error:  # training says what it saved, if anything
         said = f": {error}" if str(error) else ""
-        print(f"ganzoo: interrupted{said}", file=sys.stderr)
+        if process is None or process[0] == 0:
+            print(f"ganzoo: interrupted{said}", file=sys.stderr)
         return 130
     except Exception as error:  # the last line of defence: report, do not dump
         where = context.get("run_dir")
@@ -223,14 +317,31 @@ def main(argv: Sequence[str] | None = None) -> int:
             detail = f"{verb}{error.filename}: {error.strerror}"
         else:
             detail = f"{type(error).__name__}: {error}"
+        # Each failing process of a distributed run reports, naming its rank.
+        name, label = "error.log", ""
+        if process is not None:
+            label = f"rank {process[0]} of {process[1]}: "
+            name = f"error-rank{process[0]}.log" if process[0] else name
         if where is not None and where.is_dir():
             try:
-                (where / "error.log").write_text(traceback.format_exc())
-                detail += f" (traceback in {where / 'error.log'})"
+                (where / name).write_text(traceback.format_exc())
+                detail += f" (traceback in {where / name})"
             except OSError:  # the disk that failed the run may refuse this too
                 pass
-        print(f"ganzoo: failed: {detail}", file=sys.stderr)
+        print(f"ganzoo: failed: {label}{detail}", file=sys.stderr)
         return 1
+
+
+def _torchrun_process() -> tuple[int, int, int] | None:
+    """``(rank, world size, local rank)`` of a process of a distributed run
+    that torchrun started; None for a process on its own."""
+    try:
+        size = int(os.environ.get("WORLD_SIZE", "1"))
+        rank = int(os.environ.get("RANK", "0"))
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    except ValueError:
+        return None
+    return (rank, size, local_rank) if size > 1 else None
 
 
 class _ConsoleHandler(logging.Handler):
@@ -270,14 +381,48 @@ class _Formatter(logging.Formatter):
 def _train(args: argparse.Namespace, context: dict[str, Path]) -> int:
     from .recipes import load_recipe
     from .training import default_run_dir, train_recipe
+    from .training._distributed import session
 
     recipe = load_recipe(args.recipe, args.overrides)
     run_dir = args.run_dir or default_run_dir(recipe)
     context["run_dir"] = run_dir
     show_bar = _show_bar(args.progress)
-    final = train_recipe(recipe, run_dir, resume=args.resume, show_bar=show_bar)
+    with session():  # under torchrun: joins the run's process group, then leaves
+        final = train_recipe(recipe, run_dir, resume=args.resume, show_bar=show_bar)
     log.info("done: %s", final)
     return 0
+
+
+def _train_in_processes(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """``ganzoo train --nproc N``: the same command in N processes, by torchrun.
+
+    The recipe, the split of its batch and the run directory are checked here
+    first, so that a mistake is one line before any process starts.
+    """
+    from .recipes import load_recipe
+    from .training import default_run_dir
+    from .training._distributed import check_batch_split, launch, without_option
+    from .training._rundir import check_run_dir
+
+    if args.nproc < 1:
+        raise GanzooError(f"--nproc must be at least 1, got {args.nproc}")
+    if _torchrun_process() is not None or "TORCHELASTIC_RUN_ID" in os.environ:
+        raise GanzooError(
+            "--nproc starts torchrun itself; in a process that torchrun started, "
+            "leave it out"
+        )
+    recipe = load_recipe(args.recipe, args.overrides)
+    try:
+        check_batch_split(recipe.config["train"]["batch_size"], args.nproc)
+    except GanzooError as error:
+        file, line = recipe.locate("train.batch_size")
+        raise error.at(file=file or recipe.source, line=line) from None
+    check_run_dir(recipe, args.run_dir or default_run_dir(recipe), resume=args.resume)
+
+    result = launch(without_option(list(argv), "--nproc"), args.nproc)
+    if result.exit_status == 1:
+        print(f"ganzoo: failed: {result.describe()}", file=sys.stderr)
+    return result.exit_status
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -408,16 +553,136 @@ def _metrics(args: argparse.Namespace) -> int:
 
 
 def _sample(args: argparse.Namespace) -> int:
-    from .training import generate, load_generator, save_samples
+    import torch
 
-    if args.n < 1:
+    from .training import _latent, generate, load_generator, save_samples
+    from .training._conditioning import takes_labels
+
+    # Every flag is checked before the run is read, so a mistake writes nothing.
+    suffixes = (".png", ".npy")
+    if args.interpolate is not None:
+        suffixes = (".png", ".gif", ".npy")
+    elif args.neighbours:
+        suffixes = (".png",)
+    if args.out.suffix not in suffixes:
+        raise GanzooError(
+            f"--out must end in {' or '.join(suffixes)} here, got {args.out}"
+        )
+    if args.n is not None and args.n < 1:
         raise GanzooError(f"--n must be at least 1, got {args.n}")
-    if args.out.suffix not in (".png", ".npy"):
-        raise GanzooError(f"--out must end in .png or .npy, got {args.out}")
+    walk_flags = {
+        "--steps": args.steps,
+        "--rows": args.rows,
+        "--from-seed": args.from_seed,
+        "--to-seed": args.to_seed,
+        "--gif": True if args.gif else None,
+    }
+    if args.interpolate is None:
+        for flag, value in walk_flags.items():
+            if value is not None:
+                raise GanzooError(f"{flag} applies only with --interpolate lerp|slerp")
+    else:
+        if args.n is not None:
+            raise GanzooError(
+                "--n does not apply to --interpolate: give --rows and --steps"
+            )
+        if args.steps is not None and args.steps < 2:
+            raise GanzooError(
+                f"--steps must be at least 2 (the two endpoints), got {args.steps}"
+            )
+        if args.rows is not None and args.rows < 1:
+            raise GanzooError(f"--rows must be at least 1, got {args.rows}")
+        if (args.from_seed is None) != (args.to_seed is None):
+            raise GanzooError("--from-seed and --to-seed go together")
+        if args.from_seed is not None and args.rows is not None:
+            raise GanzooError(
+                "--rows does not apply with --from-seed and --to-seed (one path)"
+            )
+    if args.class_grid and args.label is not None:
+        raise GanzooError("--class-grid shows every class; --class picks one")
+
     loaded = load_generator(args.run_dir, args.checkpoint, ema=not args.no_ema)
-    samples = generate(loaded, args.n, seed=args.seed)
+    if args.label is not None:
+        try:
+            _latent.check_classes(loaded, [args.label])
+        except GanzooError as error:
+            raise error.at(key="--class") from None
+
+    if args.class_grid:
+        n = args.n or 8
+        try:
+            rows = _latent.class_grid(loaded, n, seed=args.seed)
+        except GanzooError as error:
+            raise error.at(key="--class-grid") from None
+        _latent.save_rows(rows, loaded.shape, args.out)
+        log.info(
+            "wrote %d classes x %d samples to %s (row k is class k; a column "
+            "shares its latent)",
+            len(rows),
+            n,
+            args.out,
+        )
+        return 0
+
+    if args.interpolate is not None:
+        pairs, labels = _latent.walk_plan(
+            takes_labels(loaded.generator),
+            seed=args.seed,
+            rows=args.rows,
+            from_seed=args.from_seed,
+            to_seed=args.to_seed,
+            label=args.label,
+        )
+        steps = args.steps or 8
+        rows = _latent.interpolation_rows(
+            loaded, pairs, steps, args.interpolate, labels
+        )
+        written = _latent.save_walks(
+            loaded, rows, args.out, gif=args.gif, mode=args.interpolate, seed=args.seed
+        )
+        ways = ", ".join(f"{a}->{b}" for a, b in pairs)
+        if labels is not None:
+            ways = ", ".join(
+                f"{a}->{b} (class {k})" for (a, b), k in zip(pairs, labels, strict=True)
+            )
+        log.info(
+            "wrote %s: %s walks of %d steps between the samples of seeds %s",
+            " and ".join(map(str, written)),
+            args.interpolate,
+            steps,
+            ways,
+        )
+        return 0
+
+    n = args.n or (16 if args.neighbours else 64)
+    labels = None if args.label is None else torch.full((n,), args.label)
+    samples = generate(loaded, n, seed=args.seed, labels=labels)
+    if args.neighbours:
+        found = _latent.find_neighbours(loaded, samples, seed=args.seed)
+        _latent.save_neighbours(found, args.out)
+        log.info(
+            "wrote %d sample | nearest training image pairs, closest first, to %s",
+            n,
+            args.out,
+        )
+        log.info("%s", found.summary())
+        return 0
     save_samples(loaded, samples, args.out)
-    log.info("wrote %d samples to %s", args.n, args.out)
+    log.info("wrote %d samples to %s", n, args.out)
+    return 0
+
+
+def _translate(args: argparse.Namespace) -> int:
+    from ._translate import translate_folder
+
+    written = translate_folder(
+        args.run_dir,
+        args.input_dir,
+        args.output_dir,
+        checkpoint=args.checkpoint,
+        ema=not args.no_ema,
+    )
+    log.info("translated %d images into %s", len(written), args.output_dir)
     return 0
 
 

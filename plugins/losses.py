@@ -182,10 +182,13 @@ class LeastSquares(Loss):
 
 @hookimpl
 def ganzoo_losses() -> list[type[Loss]]:
+    from .translation_losses import Pix2pixLoss  # it extends BCE: imported late
+
     return [
         BinaryCrossEntropy,
         Wasserstein,
         Hinge,
         LeastSquares,
         AuxiliaryClassifierGan,
+        Pix2pixLoss,
     ]

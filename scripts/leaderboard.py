@@ -34,8 +34,15 @@ STANDINGS = {
         "wgan-gp",
         "gan-r1",
         "dcgan-seed",
+        "cgan-mlp",
+        "cgan-concat",
+        "cgan-projection",
+        "acgan",
     ],
 }
+
+ONE_SEED = {"dcgan-seed", "cgan-mlp", "cgan-concat", "cgan-projection", "acgan"}
+"""Methods standing with one seed: the lecture's recipe and the conditional ones."""
 
 
 def ganzoo(*args: str, threads: int | None = None) -> None:
@@ -107,7 +114,7 @@ def main() -> int:
     for dataset in chosen:
         for method in STANDINGS[dataset]:
             recipe = f"recipes/{dataset}/{method}.yaml"
-            seeds = 1 if method == "dcgan-seed" else args.seeds
+            seeds = 1 if method in ONE_SEED else args.seeds
             plan.append((recipe, budget_overrides(recipe, args.gpu_scale), seeds))
     if args.jobs > 1:
         runs = []

@@ -53,18 +53,31 @@ def test_unconditional_networks_need_no_labels(registry):
     assert conditioning.sample_labels(5, torch.device("cpu")) is None
 
 
+def conditional(classes=3):
+    return Net(classes, conditional=True)
+
+
+DISAGREEMENTS = {
+    "d-only": (Net(), conditional(), "bce", labeled(), "model.generator",
+               "fakes would have no class"),
+    "g-only": (conditional(), Net(), "bce", labeled(), "model.discriminator",
+               "never sees a label"),
+    "auxiliary-without-term": (conditional(), Net(3, auxiliary=True), "bce",
+                               labeled(), "loss", "use the 'acgan' loss"),
+    "term-without-auxiliary": (conditional(), conditional(), "acgan", labeled(),
+                               "loss", "the discriminator has none"),
+    "unlabeled": (conditional(), conditional(), "bce", labeled(with_labels=False),
+                  "data", "has no labels"),
+    "class-count": (conditional(4), conditional(), "bce", labeled(),
+                    "model.generator", "built for 4 classes"),
+}  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("generator", "discriminator", "loss_name", "data", "key", "words"),
-    [
-        (Net(), Net(3, conditional=True), "bce", labeled(), "model.generator", "fakes would have no class"),
-        (Net(3, conditional=True), Net(), "bce", labeled(), "model.discriminator", "never sees a label"),
-        (Net(3, conditional=True), Net(3, auxiliary=True), "bce", labeled(), "loss", "use the 'acgan' loss"),
-        (Net(3, conditional=True), Net(3, conditional=True), "acgan", labeled(), "loss", "the discriminator has none"),
-        (Net(3, conditional=True), Net(3, conditional=True), "bce", labeled(with_labels=False), "data", "has no labels"),
-        (Net(4, conditional=True), Net(3, conditional=True), "bce", labeled(), "model.generator", "built for 4 classes"),
-    ],
-    ids=["d-only", "g-only", "auxiliary-without-term", "term-without-auxiliary", "unlabeled", "class-count"],
-)  # fmt: skip
+    list(DISAGREEMENTS.values()),
+    ids=list(DISAGREEMENTS),
+)
 def test_disagreements_about_labels_are_recipe_errors(
     registry, generator, discriminator, loss_name, data, key, words
 ):
@@ -118,7 +131,9 @@ def test_intra_class_fid_is_the_mean_of_fids_on_hand_split_classes(registry):
     assert scores["intra_fid"] == pytest.approx(sum(by_hand) / 3, abs=1e-9)
     # The shifted class is the one that is far off; the overall FID would mix
     # the classes and could not say which.
-    assert scores["intra_fid_1"] > 0.8 > max(scores["intra_fid_0"], scores["intra_fid_2"])
+    assert (
+        scores["intra_fid_1"] > 0.8 > max(scores["intra_fid_0"], scores["intra_fid_2"])
+    )
 
 
 def test_class_accuracy_counts_samples_classified_as_requested(registry):

@@ -232,6 +232,9 @@ EXPECTED: dict[str, Rejected] = {
     "pack-not-dividing-batch.yaml": Rejected(
         4, "model.discriminator", ("packs 3 samples", "a multiple of pack=3")
     ),
+    "pix2pix-loss-on-unpaired-data.yaml": Rejected(
+        3, "loss", ("'pix2pix' compares each translation", "needs paired data")
+    ),
 }
 
 COMMAND_LINES: dict[str, tuple[list[str], Rejected]] = {

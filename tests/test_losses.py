@@ -246,7 +246,7 @@ def test_hook_registers_every_loss_with_a_kebab_name_and_summary() -> None:
     classes = [cls for found in manager.hook.ganzoo_losses() for cls in found]
 
     names = [cls.name for cls in classes]
-    assert names == ["bce", "wasserstein", "hinge", "least-squares", "acgan"]
+    assert names == ["bce", "wasserstein", "hinge", "least-squares", "acgan", "pix2pix"]
     for cls in classes:
         assert issubclass(cls, ganzoo.Loss)
         assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", cls.name)

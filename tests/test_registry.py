@@ -68,7 +68,7 @@ def test_unknown_loss_suggests_close_match_and_lists_all():
     message = str(caught.value)
     assert "unknown loss 'hinje'" in message
     assert "did you mean 'hinge'" in message
-    assert "bce, hinge, least-squares, wasserstein" in message
+    assert "bce, hinge, least-squares" in message and "wasserstein" in message
 
 
 def test_duplicate_name_error_names_both_origins(tmp_path, monkeypatch):

@@ -13,6 +13,7 @@ import yaml
 from ganzoo.recipes import load_recipe
 from ganzoo.training import Trainer, build_trackers, load_checkpoint, prepare_run_dir
 from ganzoo.training import _checkpoint as ckpt
+from ganzoo.training._translation import trainer_class
 
 from .conftest import FASHION, REPO, TINY_RING, listing, needs_fashion, write
 
@@ -39,7 +40,7 @@ def tiny_overrides(path: Path) -> list[str]:
 
 def train(recipe_path: Path, run_dir: Path, overrides=(), resume=False):
     recipe = load_recipe(recipe_path, list(overrides))
-    trainer = Trainer(recipe, run_dir, build_trackers(recipe))
+    trainer = trainer_class(recipe)(recipe, run_dir, build_trackers(recipe))
     prepare_run_dir(recipe, run_dir, resume=resume)
     trainer.run(resume=resume, show_bar=False)
     return trainer

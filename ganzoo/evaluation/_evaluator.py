@@ -220,6 +220,11 @@ def _ensure_trained(
 def _score_run(
     seed, run_dir, checkpoint, scorer, real, reference, settings, *, registry=None
 ) -> SeedResult:
+    if scorer.shape.paired:  # image-to-image translation: scored on held-out pairs
+        from ._translation import score_translation_run
+
+        args = (seed, run_dir, checkpoint, scorer, real, reference, settings)
+        return score_translation_run(*args, registry=registry)
     which = ["final"]
     if (
         settings["checkpoint"] in ("best", "both")
@@ -294,6 +299,7 @@ def _training(run_dir: Path | None) -> dict[str, Any]:
         "kimg": last["kimg"],
         "time_sec": last["time_sec"],
         "sec_per_kimg": round(last["time_sec"] / max(last["kimg"], 1e-9), 3),
+        "img_per_sec": round(1000 * last["kimg"] / max(last["time_sec"], 1e-9), 2),
         "peak_host_mem_gb": max(t["peak_host_mem_gb"] for t in ticks),
         "peak_device_mem_gb": max(t["peak_device_mem_gb"] for t in ticks),
         "device": info.get("device", "cpu"),

@@ -36,10 +36,13 @@ SCORE_KEYS = (
     "class_kl",
     "intra_fid",
     "class_accuracy",
+    "l1",
+    "psnr",
+    "ssim",
 )
 """The public score names of an evaluation record, in display order."""
 
-LOWER_IS_BETTER = frozenset({"fid", "kid", "reverse_kl", "class_kl", "intra_fid"})
+LOWER_IS_BETTER = frozenset({"fid", "kid", "reverse_kl", "class_kl", "intra_fid", "l1"})
 
 
 class NonFiniteError(RuntimeError):

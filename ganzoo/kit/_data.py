@@ -256,6 +256,23 @@ def _probe_sets() -> list[tuple[str, SampleSet, SampleSet]]:
                 ("stacked logits", "stacked"),
             )
         ),
+        (
+            "labeled image features with class logits",
+            SampleSet(
+                "real",
+                samples=real["images"],
+                features=real["features"],
+                logits=real["logits"],
+                labels=torch.arange(count) % 10,
+            ),
+            SampleSet(
+                "fake",
+                samples=fake["images"],
+                features=fake["features"],
+                logits=fake["logits"],
+                labels=torch.arange(count) % 10,
+            ),
+        ),
     ]
 
 
@@ -265,7 +282,12 @@ def check_metric(
     """Scores on every probe set the metric applies to, computed twice."""
     metric = create(cls, given, report)
     probes = [(what, real, fake) for what, real, fake in _probe_sets()]
-    usable = [probe for probe in probes if metric.applies_to(probe[1])]
+    usable = [
+        (what, real, fake)
+        for what, real, fake in probes
+        if metric.applies_to(real)
+        and all(getattr(fake, part) is not None for part in metric.requires)
+    ]
     if not usable:
         offered = ", ".join(what for what, _, _ in probes)
         raise Unavailable(f"it applies to none of the kit's sets ({offered})")

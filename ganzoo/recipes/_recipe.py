@@ -20,7 +20,14 @@ from .._errors import GanzooError
 from .._options import Option, closest, resolve_options
 from .._plugin import Architecture, DataShape, Plugin
 from .._registry import Registry, build_registry
-from ._sections import EVAL, NOT_HASHED, OPTIMIZER, TOP_LEVEL, TRAIN
+from ._sections import (
+    EVAL,
+    HASHED_UNLESS_DEFAULT,
+    NOT_HASHED,
+    OPTIMIZER,
+    TOP_LEVEL,
+    TRAIN,
+)
 from ._yaml import LinedDict, LinedList, dotted, parse_yaml, read_yaml_file
 
 KeyPath = tuple[Any, ...]
@@ -143,8 +150,20 @@ def recipe_hash(config: Mapping[str, Any]) -> str:
         section, _, option = key.partition(".")
         if option and isinstance(hashed.get(section), Mapping):
             hashed[section] = {k: v for k, v in hashed[section].items() if k != option}
+    for key in HASHED_UNLESS_DEFAULT:
+        section, _, option = key.partition(".")
+        values = hashed.get(section)
+        if isinstance(values, Mapping) and values.get(option) == _DEFAULTS[key]:
+            hashed[section] = {k: v for k, v in values.items() if k != option}
     text = json.dumps(hashed, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+_DEFAULTS = {
+    f"{section}.{option.name}": option.default
+    for section, declared in (("train", TRAIN), ("eval", EVAL))
+    for option in declared
+}
 
 
 # Reading and merging.

@@ -37,7 +37,18 @@ NOT_HASHED = (
     "tracking",
     # What to do once a step has gone wrong: finished runs are the same either way.
     "train.skip_bad_steps",
+    # Memory layout and compilation change the speed, not what is computed (up to
+    # float rounding in a different order).
+    "train.channels_last",
+    "train.compile",
 )
+
+HASHED_UNLESS_DEFAULT = ("train.precision",)
+"""Dotted keys hashed only when set away from their default.
+
+They change the trained weights but came after runs were stored by hash: a recipe
+that leaves them alone keeps the hash it had before they existed.
+"""
 
 OPTIMIZER = (
     Option(
@@ -111,6 +122,29 @@ TRAIN = (
         minimum=0,
     ),
     Option("device", str, "auto", "where to train", choices=("auto", "cpu", "cuda")),
+    # Speed on one device: see ganzoo/training/_speed.py.
+    Option(
+        "precision",
+        str,
+        "fp32",
+        "arithmetic of the network forwards: fp32, or bf16/fp16 autocast (losses "
+        "stay float32; fp16 adds a gradient scaler per network)",
+        choices=("fp32", "bf16", "fp16"),
+    ),
+    Option(
+        "channels_last",
+        bool,
+        False,
+        "keep 4-D weights and images channels-last (faster convolutions on most "
+        "CPUs and GPUs)",
+    ),
+    Option(
+        "compile",
+        bool,
+        False,
+        "torch.compile the generator and discriminator (eager mode, with a "
+        "warning, where it fails; the discriminator stays eager with regularizers)",
+    ),
 )
 
 EVAL = (

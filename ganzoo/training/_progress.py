@@ -60,11 +60,15 @@ class Progress:
         self.trackers = list(trackers)
         self.sums: dict[str, torch.Tensor] = {}
         self.counts: dict[str, int] = {}
+        # Values written with every tick as they are (a distributed run's world size).
+        self.constants: dict[str, Any] = {}
         self.tick = 0
         self.tick_start_time = time.perf_counter()
         self.tick_start_kimg = 0.0
         self.start_time = time.perf_counter()
         self.elapsed_before = 0.0
+        if device.type == "cuda":  # the peak of this run, not of the process
+            torch.cuda.reset_peak_memory_stats(device)
         if show_bar is None:
             show_bar = sys.stderr.isatty() and not os.environ.get("CI")
         self.bar = None
@@ -113,10 +117,12 @@ class Progress:
             "step": step,
             "time_sec": round(self.elapsed, 2),
             "sec_per_kimg": round(sec_per_kimg, 4),
+            "img_per_sec": round(1000 / max(sec_per_kimg, 1e-9), 2),
             "eta_sec": round(remaining, 1),
             "peak_host_mem_gb": round(peak_host_memory_gb(), 3),
             "peak_device_mem_gb": round(peak_device_memory_gb(self.device), 3),
         }
+        stats.update(self.constants)
         for key in sorted(self.sums):
             stats[key] = float(self.sums[key] / self.counts[key])
         stats["timestamp"] = time.time()
@@ -125,13 +131,19 @@ class Progress:
             file.write(json.dumps(stats) + "\n")
         line = (
             f"tick {stats['tick']:<5d} kimg {kimg:<8.1f} "
-            f"sec/kimg {sec_per_kimg:<7.2f} eta {format_duration(remaining):>8s}  "
+            f"sec/kimg {sec_per_kimg:<7.2f} img/s {stats['img_per_sec']:<7.0f} "
+            f"eta {format_duration(remaining):>8s}  "
             + "  ".join(
                 f"{_short(k)} {stats[k]:<7.3g}"
                 for k in ("d_loss", "g_loss", "d_acc_real", "d_acc_fake", "g_grad_norm")
                 if k in stats
             )
             + f"  mem {stats['peak_host_mem_gb']:.2f}GB"
+            + (
+                f" gpu {stats['peak_device_mem_gb']:.2f}GB"
+                if self.device.type == "cuda"
+                else ""
+            )
         )
         if self.bar is not None:
             self.bar.write(line)

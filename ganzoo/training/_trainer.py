@@ -31,6 +31,7 @@ from .._errors import GanzooError
 from .._plugin import Constraint, Loss, Regularizer, RunInfo, TensorData, Tracker
 from ..recipes import Recipe
 from . import _checkpoint as ckpt
+from . import _distributed as distributed
 from ._conditioning import Conditioning
 from ._grids import from_unit_range, save_picture, to_unit_range
 from ._guard import (
@@ -43,6 +44,7 @@ from ._guard import (
 from ._parts import BatchSampler, Networks, make_optimizer, pick_device, seed_everything
 from ._progress import Progress
 from ._rundir import RunLock, check_run_dir, prepare_run_dir, update_run_info
+from ._speed import Speed
 
 log = logging.getLogger("ganzoo.train")
 
@@ -58,7 +60,11 @@ class Trainer:
         self.trackers = trackers
         config = recipe.config
         self.train_options = config["train"]
-        self.device = pick_device(self.train_options["device"])
+        # One process of several under torchrun: its rank, and its CUDA device.
+        self.world = distributed.join(
+            pick_device(self.train_options["device"]), self.train_options["batch_size"]
+        )
+        self.device = self.world.device
 
         # Data, loaded before any file is written so that a missing data set
         # leaves nothing behind.
@@ -82,6 +88,14 @@ class Trainer:
         else:
             generator_ema = generator
         self.nets = Networks(generator, discriminator, generator_ema)
+        # Mixed precision, channels-last and torch.compile (train.precision,
+        # train.channels_last, train.compile); with the defaults, nothing changes.
+        self.speed = Speed(
+            self.train_options,
+            self.device,
+            input_gradients=bool(config["regularizers"]),
+        )
+        self.speed.prepare(self.nets)
         self.output_range = getattr(generator, "output_range", None)
         self.latent_dim = int(generator.latent_dim)
         self.batch_statistics = any(
@@ -111,6 +125,7 @@ class Trainer:
             "regularizer", "regularizers"
         )
         self.constraints: list[Constraint] = recipe.plugins("constraint", "constraints")
+        self.speed.attach(generator=self.g_optimizer, discriminator=self.d_optimizer)
 
         # Fixed latents for the snapshot grids, from their own generator.
         count = (
@@ -145,6 +160,10 @@ class Trainer:
         self.snapshot_index = 0
         self.checkpoint_index = 0
         self.eval_index = 0
+
+        # Distributed runs: this process's part of each batch, its random numbers
+        # and the networks as the passes that train them call them.
+        self.synced = distributed.prepare(self)
 
     def _check_discriminator_batch(self) -> None:
         """Push one batch through the discriminator, so a shape it cannot take is a
@@ -194,7 +213,7 @@ class Trainer:
         # goes through alone, as in the DCGAN paper.
         if self.batch_statistics:
             fake_logits, fake_classes = conditioning.judge(
-                discriminator, fake, fake_labels
+                self.synced.discriminator, fake, fake_labels
             )
             real_logits, real_classes = conditioning.judge(
                 discriminator, real, real_labels
@@ -204,7 +223,7 @@ class Trainer:
             if conditioning.active:
                 labels = torch.cat([fake_labels, real_labels])
             logits, classes = conditioning.judge(
-                discriminator, torch.cat([fake, real]), labels
+                self.synced.discriminator, torch.cat([fake, real]), labels
             )
             fake_logits, real_logits = logits.chunk(2)
             fake_classes, real_classes = (
@@ -227,12 +246,14 @@ class Trainer:
             stats[f"reg/{regularizer.name}"] = term
             loss = loss + term
 
-        if not finite(loss):
-            self.skip_bad_step("discriminator", f"loss is {float(loss.detach())}")
+        checked = self.world.mean(loss)  # the same value on every process
+        if not finite(checked):
+            self.world.finish_skipped_backward(loss)
+            self.skip_bad_step("discriminator", f"loss is {float(checked.detach())}")
             return {}
         self.d_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.d_optimizer.step()
+        self.speed.backward(loss, self.d_optimizer)
+        self.speed.step(self.d_optimizer)
         for constraint in self.constraints:
             constraint.apply(discriminator)
 
@@ -249,7 +270,7 @@ class Trainer:
 
         # The discriminator's weights are not trained here, so no gradient is kept.
         discriminator.requires_grad_(False)
-        fake = conditioning.generate(generator, latents, labels)
+        fake = conditioning.generate(self.synced.generator, latents, labels)
         logits, classes = conditioning.judge(discriminator, fake, labels)
         loss = self.loss.generator_loss(logits)
         stats = {}
@@ -258,16 +279,22 @@ class Trainer:
             stats["g_cls_loss"] = term
             loss = loss + term
         self.g_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        self.speed.backward(loss, self.g_optimizer)
         discriminator.requires_grad_(True)
         grads = [p.grad for p in generator.parameters() if p.grad is not None]
         grad_norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
-        if not finite(loss, grad_norm):
-            what = "loss" if not finite(loss) else "gradient norm"
-            value = float(loss.detach()) if what == "loss" else float(grad_norm)
+        checked = self.world.mean(loss)  # the same value on every process
+        if not finite(checked, grad_norm):
+            if self.speed.absorbs_overflow(checked):
+                # fp16: the gradients overflowed at this loss scale; the scaler
+                # skips the update and lowers the scale. Not a bad step.
+                self.speed.step(self.g_optimizer)
+                return {"g_loss": loss, **stats}
+            what = "loss" if not finite(checked) else "gradient norm"
+            value = float(checked.detach()) if what == "loss" else float(grad_norm)
             self.skip_bad_step("generator", f"{what} is {value}")
             return {}
-        self.g_optimizer.step()
+        self.speed.step(self.g_optimizer)
         return {"g_loss": loss, "g_grad_norm": grad_norm, **stats}
 
     # Divergence.
@@ -314,16 +341,17 @@ class Trainer:
             f"training diverged in step {step} ({self.kimg:.2f} kimg): "
             f"{problem}; {kept}"
         )
-        update_run_info(
-            self.run_dir,
-            diverged={
-                "step": step,
-                "kimg": self.kimg,
-                "network": network,
-                "message": message,
-                "skip_bad_steps": self.train_options["skip_bad_steps"],
-            },
-        )
+        if self.world.main:
+            update_run_info(
+                self.run_dir,
+                diverged={
+                    "step": step,
+                    "kimg": self.kimg,
+                    "network": network,
+                    "message": message,
+                    "skip_bad_steps": self.train_options["skip_bad_steps"],
+                },
+            )
         raise TrainingDiverged(message, step=step, network=network, kimg=self.kimg)
 
     @torch.no_grad()
@@ -416,6 +444,7 @@ class Trainer:
             "bad_steps": self.bad_steps,
             "tick": progress.tick,
             "elapsed_sec": progress.elapsed,
+            **self.speed.state_dict(),  # the fp16 loss scalers, if any
         }
 
     def load_state_dict(self, state: dict[str, Any], progress: Progress) -> None:
@@ -440,15 +469,20 @@ class Trainer:
         self.eval_index = state["eval_index"]
         self.best = state["best"]
         self.bad_steps = state.get("bad_steps", 0)
+        self.speed.load_state_dict(state)
         self.saved_step = self.step
+        self.world.reseed(self.train_options["seed"], self.step)
         progress.resume_from(self.kimg, state["tick"], state["elapsed_sec"])
 
     def save_last(self, progress: Progress) -> None:
         """Write the resumable checkpoint, keeping the one it replaces."""
         state = self.state_dict(progress)
-        ckpt.keep_previous(self.run_dir / ckpt.LAST, self.run_dir / ckpt.PREVIOUS)
-        ckpt.save_atomic(state, self.run_dir / ckpt.LAST)
+        if self.world.main:
+            ckpt.keep_previous(self.run_dir / ckpt.LAST, self.run_dir / ckpt.PREVIOUS)
+            ckpt.save_atomic(state, self.run_dir / ckpt.LAST)
         self.saved_step = self.step
+        # Distributed runs draw afresh from here, as a run resumed here will.
+        self.world.reseed(self.train_options["seed"], self.step)
 
     def evaluate(self, progress: Progress) -> None:
         """Score the EMA generator now; keep the checkpoint when it is the best."""
@@ -515,12 +549,18 @@ class Trainer:
         eval_kimg = self.recipe.config["eval"]["eval_kimg"]
         eval_images = round(eval_kimg * 1000) if eval_kimg else None
 
-        progress = Progress(
+        progress = self.world.progress(
             self.run_dir, options["kimg"], self.device, self.trackers, show_bar=show_bar
         )
         if resume:
             self.resume(progress)
-        update_run_info(self.run_dir, device=str(self.device), diverged=None)
+        if self.world.main:
+            update_run_info(
+                self.run_dir,
+                device=str(self.device),
+                world_size=self.world.size,
+                diverged=None,
+            )
         info = RunInfo(
             self.run_dir,
             self.recipe.config,
@@ -533,7 +573,7 @@ class Trainer:
 
         try:
             with InterruptGuard() as interrupt:
-                if self.images_seen == 0:
+                if self.images_seen == 0 and self.world.main:
                     self.snapshot()
                 next_tick = self._next(tick_images)
                 while self.images_seen < total_images:
@@ -558,30 +598,33 @@ class Trainer:
                         or done
                     ):
                         self.snapshot_index = self.images_seen // snapshot_images
-                        self.snapshot()
+                        if self.world.main:
+                            self.snapshot()
                     if eval_images and (
                         self.images_seen >= (self.eval_index + 1) * eval_images or done
                     ):
                         self.eval_index = self.images_seen // eval_images
-                        self.evaluate(progress)
+                        if self.world.main:
+                            self.evaluate(progress)
                     next_checkpoint = (self.checkpoint_index + 1) * checkpoint_images
                     if self.images_seen >= next_checkpoint:
                         self.checkpoint_index = self.images_seen // checkpoint_images
                         self.save_last(progress)
-                    if interrupt.requested and not done:
+                    if self.world.any(interrupt.requested) and not done:
                         self.stop_interrupted(progress)
 
             # The end: the resumable checkpoint and the final one.
             if self.saved_step != self.step:
                 self.save_last(progress)
-            ckpt.save_atomic(self.state_dict(progress), self.run_dir / ckpt.FINAL)
-            update_run_info(
-                self.run_dir,
-                finished=True,
-                kimg=self.kimg,
-                step=self.step,
-                time_sec=round(progress.elapsed, 2),
-            )
+            if self.world.main:
+                ckpt.save_atomic(self.state_dict(progress), self.run_dir / ckpt.FINAL)
+                update_run_info(
+                    self.run_dir,
+                    finished=True,
+                    kimg=self.kimg,
+                    step=self.step,
+                    time_sec=round(progress.elapsed, 2),
+                )
         finally:
             progress.close()
             for tracker in self.trackers:
@@ -590,7 +633,8 @@ class Trainer:
 
     def resume(self, progress: Progress) -> None:
         """Load the newest good checkpoint, or start over when none was written."""
-        found = ckpt.load_resumable(self.run_dir, "cpu")
+        # Rank 0 reads the run directory and hands the checkpoint to the others.
+        found = self.world.from_main(lambda: ckpt.load_resumable(self.run_dir, "cpu"))
         if found is None:
             log.info("%s has no checkpoint yet: starting from step 0", self.run_dir)
         else:
@@ -603,7 +647,8 @@ class Trainer:
                 self.kimg,
                 self.step,
             )
-        _trim_stats(self.run_dir / "stats.jsonl", self.step)
+        if self.world.main:
+            _trim_stats(self.run_dir / "stats.jsonl", self.step)
 
     def stop_interrupted(self, progress: Progress) -> None:
         if self.saved_step != self.step:
@@ -641,8 +686,11 @@ def train_recipe(
     """
     try:
         trackers = build_trackers(recipe)
-        trainer = Trainer(recipe, run_dir, trackers)
-        check_run_dir(recipe, run_dir, resume=resume)
+        from ._translation import trainer_class  # paired data: TranslationTrainer
+
+        trainer = trainer_class(recipe)(recipe, run_dir, trackers)
+        if trainer.world.main:  # the only process that touches the run directory
+            check_run_dir(recipe, run_dir, resume=resume)
     except GanzooError as error:
         if error.key is not None:  # a recipe key is at fault: say where it is
             file, line = recipe.locate(error.key)
@@ -650,6 +698,8 @@ def train_recipe(
         raise
 
     # Checked again under the lock: another process may have started meanwhile.
+    if not trainer.world.main:
+        return trainer.run(resume=resume, show_bar=show_bar)
     with RunLock(run_dir):
         prepare_run_dir(recipe, run_dir, resume=resume)
         log.info("run %s  hash %s  device %s", run_dir, recipe.hash, trainer.device)

@@ -8,17 +8,21 @@ from __future__ import annotations
 from ganzoo import hookimpl
 
 from .conditional import ConditionalDcgan
+from .conditional_mlp import ConditionalMlp
 from .dcgan import Dcgan, DcganCritic
 from .dcgan_seed import DcganSeed
 from .mlp import Mlp
+from .pix2pix import Pix2pix
 from .timm_backbone import TimmDiscriminator
 
 __all__ = [
     "ConditionalDcgan",
+    "ConditionalMlp",
     "Dcgan",
     "DcganCritic",
     "DcganSeed",
     "Mlp",
+    "Pix2pix",
     "TimmDiscriminator",
 ]
 
@@ -33,4 +37,6 @@ def ganzoo_architectures():
         DcganCritic,
         TimmDiscriminator,
         ConditionalDcgan,
+        ConditionalMlp,
+        Pix2pix,
     ]

@@ -10,15 +10,18 @@ from ganzoo import Dataset, hookimpl
 from .digits import Digits
 from .idx import FashionMnist, Mnist
 from .image_folder import ImageFolder
+from .paired import FashionEdges, PairedFolder
 from .stacked import StackedFashionMnist, StackedMnist
 from .toy import Grid, Ring
 
 __all__ = [
     "Digits",
+    "FashionEdges",
     "FashionMnist",
     "Grid",
     "ImageFolder",
     "Mnist",
+    "PairedFolder",
     "Ring",
     "StackedFashionMnist",
     "StackedMnist",
@@ -37,4 +40,6 @@ def ganzoo_datasets() -> list[type[Dataset]]:
         ImageFolder,
         StackedMnist,
         StackedFashionMnist,
+        PairedFolder,
+        FashionEdges,
     ]
