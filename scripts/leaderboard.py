@@ -39,10 +39,19 @@ STANDINGS = {
         "cgan-projection",
         "acgan",
     ],
+    "fashion-edges": ["pix2pix"],
 }
 
-ONE_SEED = {"dcgan-seed", "cgan-mlp", "cgan-concat", "cgan-projection", "acgan"}
-"""Methods standing with one seed: the lecture's recipe and the conditional ones."""
+ONE_SEED = {
+    "dcgan-seed",
+    "cgan-mlp",
+    "cgan-concat",
+    "cgan-projection",
+    "acgan",
+    "pix2pix",
+}
+"""Methods standing with one seed: the lecture's recipe, the conditional ones and
+image-to-image translation."""
 
 
 def ganzoo(*args: str, threads: int | None = None) -> None:
