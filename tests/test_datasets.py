@@ -79,7 +79,8 @@ def test_hook_returns_every_builtin_with_kebab_names_and_summaries():
     classes = ganzoo_datasets()
     names = [cls.name for cls in classes]
 
-    assert len(classes) == 8
+    assert {"fashion-edges", "paired-folder", "ring", "fashion-mnist"} <= set(names)
+    assert len(classes) == 10
     assert len(set(names)) == len(names)
     for cls in classes:
         assert issubclass(cls, Dataset)

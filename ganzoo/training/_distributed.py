@@ -24,8 +24,9 @@ one process group and trains on its share of every batch:
   processes share (the loss averaged over them, the averaged gradients, a
   Ctrl-C seen by any of them), so the processes never part ways.
 - Only rank 0 touches the run directory: it holds the lock, writes run.json,
-  stats.jsonl, snapshots, checkpoints and evaluation records, and on resume it
-  reads the checkpoint and hands it to the others. The others log nothing.
+  stats.jsonl, snapshots, checkpoints and the evaluations during training, and
+  on resume it reads the checkpoint and hands it to the others. The others log
+  only their errors.
 - A process that fails exits, and torchrun stops the others. A process that
   hangs makes the others' next collective fail after ``GANZOO_DIST_TIMEOUT_SEC``
   seconds (30 minutes by default), which must also cover what rank 0 does

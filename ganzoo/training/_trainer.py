@@ -11,6 +11,8 @@ One iteration of :meth:`Trainer.run` is the algorithm of the lecture's
 Progress is counted in kimg: thousands of real images shown to the
 discriminator. Around the loop, :mod:`._guard` turns Ctrl-C into a checkpoint
 at the next step boundary and stops a run whose losses or weights diverge.
+Under torchrun, :mod:`._distributed` makes each process train its part of
+every batch with DistributedDataParallel; only rank 0 writes the run directory.
 """
 
 from __future__ import annotations
