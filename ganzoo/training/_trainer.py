@@ -248,6 +248,18 @@ class Trainer:
             stats[f"reg/{regularizer.name}"] = term
             loss = loss + term
 
+        return self.update_discriminator(loss, stats, real_logits, fake_logits)
+
+    def update_discriminator(
+        self,
+        loss: torch.Tensor,
+        stats: dict[str, torch.Tensor],
+        real_logits: torch.Tensor,
+        fake_logits: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        """Step the discriminator on ``loss`` unless it is not finite, then apply
+        the constraints; returns ``stats`` with the loss and accuracies, or {}
+        for a skipped step."""
         checked = self.world.mean(loss)  # the same value on every process
         if not finite(checked):
             self.world.finish_skipped_backward(loss)
@@ -257,7 +269,7 @@ class Trainer:
         self.speed.backward(loss, self.d_optimizer)
         self.speed.step(self.d_optimizer)
         for constraint in self.constraints:
-            constraint.apply(discriminator)
+            constraint.apply(self.nets.discriminator)
 
         stats["d_loss"] = loss
         stats["d_acc_real"] = (real_logits > 0).float().mean()

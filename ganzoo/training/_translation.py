@@ -196,21 +196,7 @@ class TranslationTrainer(Trainer):
             stats[f"reg/{regularizer.name}"] = term
             loss = loss + term
 
-        checked = self.world.mean(loss)
-        if not finite(checked):
-            self.world.finish_skipped_backward(loss)
-            self.skip_bad_step("discriminator", f"loss is {float(checked.detach())}")
-            return {}
-        self.d_optimizer.zero_grad(set_to_none=True)
-        self.speed.backward(loss, self.d_optimizer)
-        self.speed.step(self.d_optimizer)
-        for constraint in self.constraints:
-            constraint.apply(discriminator)
-
-        stats["d_loss"] = loss
-        stats["d_acc_real"] = (real_logits > 0).float().mean()
-        stats["d_acc_fake"] = (fake_logits < 0).float().mean()
-        return stats
+        return self.update_discriminator(loss, stats, real_logits, fake_logits)
 
     def generator_step(self, batch_size: int) -> dict[str, torch.Tensor]:
         # The batch of the last discriminator step, as in pix2pix.
