@@ -277,7 +277,7 @@ class Trainer:
         return stats
 
     def generator_step(self, batch_size: int) -> dict[str, torch.Tensor]:
-        generator, discriminator = self.nets.generator, self.nets.discriminator
+        discriminator = self.nets.discriminator
         conditioning = self.conditioning
         latents = torch.randn(batch_size, self.latent_dim, device=self.device)
         labels = conditioning.sample_labels(batch_size, self.device)
@@ -292,9 +292,18 @@ class Trainer:
             term = self.loss.classification_loss(classes, labels)
             stats["g_cls_loss"] = term
             loss = loss + term
+        return self.update_generator(loss, stats)
+
+    def update_generator(
+        self, loss: torch.Tensor, stats: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """Step the generator on ``loss`` unless it or the gradients are not
+        finite; the discriminator, frozen for the generator's pass, is unfrozen.
+        Returns ``stats`` with the loss and gradient norm, or {} when skipped."""
+        generator = self.nets.generator
         self.g_optimizer.zero_grad(set_to_none=True)
         self.speed.backward(loss, self.g_optimizer)
-        discriminator.requires_grad_(True)
+        self.nets.discriminator.requires_grad_(True)
         grads = [p.grad for p in generator.parameters() if p.grad is not None]
         grad_norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
         checked = self.world.mean(loss)  # the same value on every process

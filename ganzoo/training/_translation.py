@@ -32,7 +32,6 @@ from .._registry import Registry, build_registry
 from ..recipes import Recipe
 from . import _checkpoint as ckpt
 from ._grids import from_unit_range, to_unit_range
-from ._guard import finite
 from ._sampling import LoadedGenerator, checkpoint_path
 from ._trainer import Trainer
 
@@ -202,7 +201,7 @@ class TranslationTrainer(Trainer):
         # The batch of the last discriminator step, as in pix2pix.
         assert self.batch is not None, "the discriminator step comes first"
         inputs, target = self.batch
-        generator, discriminator = self.nets.generator, self.nets.discriminator
+        discriminator = self.nets.discriminator
         fake = self.synced.generator(inputs)
 
         discriminator.requires_grad_(False)
@@ -214,22 +213,7 @@ class TranslationTrainer(Trainer):
             term = self.reconstruction(fake.float(), target)
             stats["g_l1_loss"] = term
             loss = loss + term
-        self.g_optimizer.zero_grad(set_to_none=True)
-        self.speed.backward(loss, self.g_optimizer)
-        discriminator.requires_grad_(True)
-        grads = [p.grad for p in generator.parameters() if p.grad is not None]
-        grad_norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
-        checked = self.world.mean(loss)
-        if not finite(checked, grad_norm):
-            if self.speed.absorbs_overflow(checked):
-                self.speed.step(self.g_optimizer)  # fp16: the scaler skips it
-                return {"g_loss": loss, **stats}
-            what = "loss" if not finite(checked) else "gradient norm"
-            value = float(checked.detach()) if what == "loss" else float(grad_norm)
-            self.skip_bad_step("generator", f"{what} is {value}")
-            return {}
-        self.speed.step(self.g_optimizer)
-        return {"g_loss": loss, "g_grad_norm": grad_norm, **stats}
+        return self.update_generator(loss, stats)
 
     # Snapshots and checkpoints.
 
