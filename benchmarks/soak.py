@@ -82,13 +82,14 @@ def train_once(recipe: Path, steps: int, batch_size: int) -> dict[str, Any]:
     """Train one recipe in a temporary run directory; its outcome and cost."""
     from ganzoo import GanzooError
     from ganzoo.recipes import load_recipe
-    from ganzoo.training import Trainer, build_trackers, prepare_run_dir
+    from ganzoo.training import build_trackers, prepare_run_dir
+    from ganzoo.training._translation import trainer_class
 
     started = time.perf_counter()
     run_dir = Path(tempfile.mkdtemp(prefix="ganzoo-soak-")) / "run"
     try:
         loaded = load_recipe(recipe, soak_overrides(recipe, steps, batch_size))
-        trainer = Trainer(loaded, run_dir, build_trackers(loaded))
+        trainer = trainer_class(loaded)(loaded, run_dir, build_trackers(loaded))
         prepare_run_dir(loaded, run_dir, resume=False)
         trainer.run(show_bar=False)
         outcome = {"status": "ok", "steps": trainer.step}
