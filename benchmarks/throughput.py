@@ -8,8 +8,10 @@ The recipe ``recipes/fashion-mnist/dcgan-seed.yaml`` (the lecture's DCGAN on all
   (``transforms.ToTensor()`` per image) through a shuffling ``DataLoader`` with
   worker processes, as most public GAN examples are written;
 * ``ganzoo``: ``Trainer.run`` on the recipe as written, the data set on the
-  training device and batches drawn there by index;
-* ``ganzoo-channels-last``: the same with ``train.channels_last=true``.
+  training device and batches drawn there by index, and (``train.channels_last``
+  left at its default) channels-last convolutions;
+* ``ganzoo-contiguous``: the same with ``train.channels_last=false``, the
+  layout the plain script uses.
 
 Every measurement is a fresh process with the same thread count, which trains
 ``--warmup`` untimed steps and then times ``--steps`` steps; the processes of a
@@ -19,7 +21,8 @@ weight check count against it); its snapshot and checkpoint come after the timed
 steps (``train_step.py`` measures their share). The figure is images per second
 of wall time; CPU seconds are kept too, the plain side's including its loader
 workers. Results go to ``benchmarks/results/throughput.json``; the exit status
-is 1 when, at some batch size, no ganzoo variant is faster than the plain script.
+is 1 when, at some batch size, ganzoo with the recipe as written is not faster
+than the plain script.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "throughput.json"
 VARIANTS = {
     "plain": None,
     "ganzoo": [],
-    "ganzoo-channels-last": ["train.channels_last=true"],
+    "ganzoo-contiguous": ["train.channels_last=false"],
 }
 """Each variant and, for ganzoo's, the recipe overrides it adds."""
 
@@ -272,10 +275,15 @@ def main(argv: list[str] | None = None) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(record, indent=2) + "\n")
     print(f"\nwrote {args.output}")
-    # The verdict: at every batch size, ganzoo's fastest variant beats the plain
-    # script on the wall clock. The table shows each variant either way.
+    # The verdict: at every batch size, ganzoo with the recipe as written beats
+    # the plain script on the wall clock (or, when only other variants ran, the
+    # fastest of them does). The table shows each variant either way.
+    def verdict(rows: list[dict[str, Any]]) -> float:
+        ours = [r for r in rows if r["variant"] == "ganzoo"]
+        return (ours or [max(rows, key=lambda r: r["speedup"])])[0]["speedup"]
+
     faster = all(
-        max(r["speedup"] for r in result["rows"] if r["variant"] != "plain") > 1
+        verdict([r for r in result["rows"] if r["variant"] != "plain"]) > 1
         for result in results
     )
     return 0 if faster else 1

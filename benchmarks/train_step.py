@@ -90,7 +90,16 @@ CASES = {
 class BareLoop:
     """The lecture's train step in plain PyTorch, on the recipe's own modules."""
 
-    def __init__(self, recipe: Recipe, samples: torch.Tensor, shape: Any) -> None:
+    def __init__(
+        self,
+        recipe: Recipe,
+        samples: torch.Tensor,
+        shape: Any,
+        *,
+        channels_last: bool,
+    ) -> None:
+        """``channels_last``: the weight layout, the trainer's own, so that both
+        sides run the same convolution kernels."""
         config = recipe.config
         loss = config["loss"]
         if loss["name"] != "bce" or loss["generator"] != "non-saturating":
@@ -105,6 +114,9 @@ class BareLoop:
         device = samples.device
         self.generator = recipe.network("generator", shape).to(device)
         self.discriminator = recipe.network("discriminator", shape).to(device)
+        if channels_last:
+            for network in (self.generator, self.discriminator):
+                network.to(memory_format=torch.channels_last)
         self.g_optimizer = adam(self.generator, config["optim"]["generator"])
         self.d_optimizer = adam(self.discriminator, config["optim"]["discriminator"])
 
@@ -334,7 +346,12 @@ def compare_phases(
 ) -> list[dict]:
     """Trainer phases against the bare loop, blocks in rotating order."""
     first = build_trainer(case, scratch / "phases-0", extra)
-    bare = BareLoop(first.recipe, first.real, first.shape)
+    bare = BareLoop(
+        first.recipe,
+        first.real,
+        first.shape,
+        channels_last=bool(first.speed.channels_last),
+    )
     for ours, theirs in zip(
         bare.generator.state_dict().values(),
         first.nets.generator.state_dict().values(),
@@ -386,7 +403,12 @@ def compare_run(case: Case, extra: list[str], scratch: Path, clock: str) -> dict
     ]
     run_dir = scratch / "run"
     trainer = build_trainer(case, run_dir, overrides)
-    bare = BareLoop(trainer.recipe, trainer.real, trainer.shape)
+    bare = BareLoop(
+        trainer.recipe,
+        trainer.real,
+        trainer.shape,
+        channels_last=bool(trainer.speed.channels_last),
+    )
     timer = TickTimer(bare, case.steps, trainer.device)
     trainer.trackers.append(timer)
     time_block(bare.step, case.steps, trainer.device)

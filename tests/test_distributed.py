@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
+from PIL import Image
 
 from ganzoo import GanzooError
 from ganzoo.recipes import load_recipe
@@ -313,6 +314,38 @@ def test_class_conditional_run_with_batch_norm_and_r1_trains_in_two_processes(wo
     assert_same_weights(ranks[0], ranks[1], "rank 0 and rank 1 differ")
     last = ticks(work / "conditional")[-1]
     assert last["step"] == 20 and np.isfinite(last["reg/r1"])
+
+
+def test_translation_run_trains_in_two_processes(work):
+    # pix2pix on a folder of side-by-side pairs: a U-Net with dropout (drawn
+    # per rank), a PatchGAN with batch norm, and the L1 term.
+    folder = work / "pairs"
+    folder.mkdir()
+    for index in range(16):
+        pixels = np.zeros((16, 32, 3), np.uint8)
+        pixels[:, :16], pixels[:, 16:] = 15 * index, 255 - 15 * index
+        Image.fromarray(pixels).save(folder / f"{index:02d}.png")
+    write(
+        work / "pairs.yaml",
+        """\
+        data: {name: paired-folder, path: pairs, resolution: 16, test_fraction: 0}
+        model:
+          generator: {name: pix2pix, width: 4, max_width: 8}
+          discriminator: {name: pix2pix, width: 4, layers: 1}
+        loss: pix2pix
+        train: {batch_size: 4, kimg: 0.024, tick_kimg: 0.008, snapshot_kimg: 0.024}
+        """,
+    )
+    result = torchrun(
+        "train", "pairs.yaml", "--run-dir", "pairs-run", script="dump.py", cwd=work
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [torch.load(work / f"pairs-run-rank{r}.pt") for r in (0, 1)]
+    assert_same_weights(ranks[0], ranks[1], "rank 0 and rank 1 differ")
+    last = ticks(work / "pairs-run")[-1]
+    assert last["step"] == 6 and last["world_size"] == 2
+    assert np.isfinite(last["g_l1_loss"]) and np.isfinite(last["d_loss"])
+    assert (work / "pairs-run" / FINAL).is_file()
 
 
 # A rank that fails, and the resume.

@@ -199,13 +199,22 @@ def test_bad_speed_option_is_a_one_line_error_naming_the_key(
 
 
 def test_channels_last_gives_the_results_of_contiguous_weights(conv, tmp_path):
-    train(conv, tmp_path / "contiguous")
-    trainer = train(conv, tmp_path / "channels-last", ["train.channels_last=true"])
+    # Left at its default, the layout is channels-last for convolutions.
+    contiguous = train(conv, tmp_path / "contiguous", ["train.channels_last=false"])
+    trainer = train(conv, tmp_path / "channels-last")
 
-    kernels = [p for p in trainer.nets.generator.parameters() if p.dim() == 4]
-    assert kernels and all(
-        p.is_contiguous(memory_format=torch.channels_last) for p in kernels
-    )
+    def layouts(trainer: Trainer) -> set[bool]:
+        # Kernels with one input channel or a 1x1 window are in both layouts.
+        kernels = [
+            p
+            for p in trainer.nets.generator.parameters()
+            if p.dim() == 4 and p.shape[1] > 1 and p.shape[2] * p.shape[3] > 1
+        ]
+        assert kernels
+        return {p.is_contiguous(memory_format=torch.channels_last) for p in kernels}
+
+    assert trainer.speed.channels_last is True and layouts(trainer) == {True}
+    assert contiguous.speed.channels_last is False and layouts(contiguous) == {False}
     for network in ("generator", "discriminator", "generator_ema"):
         ours = weights(tmp_path / "channels-last" / "final.pt", network)
         theirs = weights(tmp_path / "contiguous" / "final.pt", network)
@@ -217,6 +226,13 @@ def test_channels_last_gives_the_results_of_contiguous_weights(conv, tmp_path):
     )
     assert first["d_loss"] == pytest.approx(second["d_loss"], rel=1e-5)
     assert first["g_loss"] == pytest.approx(second["g_loss"], rel=1e-5)
+
+
+def test_networks_without_convolutions_are_left_alone_by_default(ring, tmp_path):
+    trainer = Trainer(load_recipe(ring), tmp_path / "run", [])
+    assert trainer.speed.channels_last is False
+    for network in (trainer.nets.generator, trainer.nets.discriminator):
+        assert not isinstance(network.forward, _speed.FastForward)
 
 
 # torch.compile.

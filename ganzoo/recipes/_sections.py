@@ -134,9 +134,10 @@ TRAIN = (
     Option(
         "channels_last",
         bool,
-        False,
-        "keep 4-D weights and images channels-last (faster convolutions on most "
-        "CPUs and GPUs)",
+        None,
+        "keep 4-D weights and images channels-last, which convolutions run faster "
+        "in on most CPUs and GPUs; null: on when a network has convolutions",
+        nullable=True,
     ),
     Option(
         "compile",

@@ -387,12 +387,11 @@ def _check_process_batch(trainer: Trainer) -> None:
     batch, size = trainer.train_options["batch_size"], trainer.world.size
     part = batch // size
     index = torch.arange(part, device=trainer.device) % len(trainer.real)
-    labels = None if trainer.real_labels is None else trainer.real_labels[index]
     discriminator = trainer.nets.discriminator
     discriminator.eval()
     try:
         with torch.no_grad():
-            trainer.conditioning.judge(discriminator, trainer.real[index], labels)
+            trainer.probe_discriminator(index)
     except (GanzooError, RuntimeError) as error:
         problem = error.message if isinstance(error, GanzooError) else str(error)
         first = (problem.strip().splitlines() or [""])[0]

@@ -172,13 +172,11 @@ class Trainer:
         user error before the run directory exists rather than a crash at step 1."""
         batch = self.train_options["batch_size"]
         index = torch.arange(2 * batch, device=self.device) % len(self.real)
-        probe = self.real[index]
-        labels = None if self.real_labels is None else self.real_labels[index]
         discriminator = self.nets.discriminator
         discriminator.eval()
         try:
             with torch.no_grad():
-                self.conditioning.judge(discriminator, probe, labels)
+                self.probe_discriminator(index)
         except GanzooError as error:
             raise error.at(key="model.discriminator") from None
         except RuntimeError as error:
@@ -190,6 +188,12 @@ class Trainer:
             ) from None
         finally:
             discriminator.train()
+
+    def probe_discriminator(self, index: torch.Tensor) -> None:
+        """Judge the training samples at ``index`` as a step does, gradients and
+        mode left to the caller; a batch the discriminator cannot take raises."""
+        labels = None if self.real_labels is None else self.real_labels[index]
+        self.conditioning.judge(self.nets.discriminator, self.real[index], labels)
 
     # Phases of one iteration.
 

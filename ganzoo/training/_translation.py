@@ -59,21 +59,39 @@ def trainer_class(recipe: Recipe) -> type[Trainer]:
 class TranslationTrainer(Trainer):
     """Trains a translation generator and a pair discriminator on paired data.
 
-    One process only, for now: the distributed setup checks each process's part
-    of the batch with targets alone, which a pair discriminator cannot take, so
-    this class does not claim ``steps_use_synced``, and torchrun refuses it.
+    Its steps train through ``self.synced`` as the base class's do, so a
+    distributed run (torchrun) averages both networks' gradients over the
+    processes; each process translates its own slice of every batch of pairs.
     """
 
+    steps_use_synced = True
+
     def __init__(self, recipe: Recipe, run_dir: Path, trackers: list) -> None:
-        self._pairs: TensorData | None = None
         super().__init__(recipe, run_dir, trackers)
-        assert self._pairs is not None and self._pairs.inputs is not None
+
+        # Fixed training pairs for the snapshot grids, from their own generator.
+        count = min(self.train_options["grid"], len(self.real))
+        rng = torch.Generator().manual_seed(self.train_options["seed"] + 2)
+        pick = torch.randperm(len(self.real), generator=rng)[:count].to(self.device)
+        self.fixed_inputs, self.fixed_targets = self.inputs[pick], self.real[pick]
+
+        if self.periodic is not None:
+            from ..evaluation._translation import PeriodicTranslationEval
+
+            self.periodic = PeriodicTranslationEval(recipe)
+
+    def _reference_points(self, data: TensorData) -> None:
+        # The base class hands the loaded data set to this method once the
+        # networks are built, and before the processes of a distributed run are
+        # joined: the inputs are taken from it and checked against the networks
+        # here (the targets are self.real), so that the data set is not loaded
+        # twice and every process checks its part of the batch with pairs.
         generator = self.nets.generator
         input_shape = getattr(generator, "input_shape", None)
         if input_shape is None:
             raise GanzooError(
                 f"the data set is paired, but the generator "
-                f"{recipe.config['model']['generator']['name']!r} does not "
+                f"{self.recipe.config['model']['generator']['name']!r} does not "
                 "translate images (it has no input_shape); use 'pix2pix'",
                 key="model.generator",
             )
@@ -85,31 +103,12 @@ class TranslationTrainer(Trainer):
             )
 
         # Inputs in the generator's range, as the targets are (self.real).
-        self.inputs = from_unit_range(self._pairs.inputs, self.output_range).to(
-            self.device
-        )
+        assert data.inputs is not None
+        self.inputs = from_unit_range(data.inputs, self.output_range).to(self.device)
         self.reconstruction = getattr(self.loss, "reconstruction_loss", None)
         self.per_patch = bool(getattr(self.nets.discriminator, "per_patch", False))
         self._check_pair_batch()
         self.batch: tuple[torch.Tensor, torch.Tensor] | None = None
-
-        # Fixed training pairs for the snapshot grids, from their own generator.
-        count = min(self.train_options["grid"], len(self.real))
-        rng = torch.Generator().manual_seed(self.train_options["seed"] + 2)
-        pick = torch.randperm(len(self.real), generator=rng)[:count].to(self.device)
-        self.fixed_inputs, self.fixed_targets = self.inputs[pick], self.real[pick]
-        self._pairs = None
-
-        if self.periodic is not None:
-            from ..evaluation._translation import PeriodicTranslationEval
-
-            self.periodic = PeriodicTranslationEval(recipe)
-
-    def _reference_points(self, data: TensorData) -> None:
-        # The base class hands the loaded data set to this method, once: a
-        # translation run keeps its inputs from it (the targets are self.real),
-        # so that the data set is not loaded twice.
-        self._pairs = data
         return None
 
     def _check_discriminator_batch(self) -> None:
@@ -146,6 +145,10 @@ class TranslationTrainer(Trainer):
         finally:
             nets.generator.train()
             nets.discriminator.train()
+
+    def probe_discriminator(self, index: torch.Tensor) -> None:
+        pairs = torch.cat([self.inputs[index], self.real[index]], dim=1)
+        self.judge(self.nets.discriminator, pairs)
 
     def judge(self, discriminator: nn.Module, pairs: torch.Tensor) -> torch.Tensor:
         """The logits of pairs (A and B on channels), flattened to one dimension.
