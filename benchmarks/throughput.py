@@ -275,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(record, indent=2) + "\n")
     print(f"\nwrote {args.output}")
+
     # The verdict: at every batch size, ganzoo with the recipe as written beats
     # the plain script on the wall clock (or, when only other variants ran, the
     # fastest of them does). The table shows each variant either way.
