@@ -12,6 +12,7 @@ import errno
 import json
 import logging
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
@@ -305,9 +306,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt as error:  # training says what it saved, if anything
         said = f": {error}" if str(error) else ""
+        signum = getattr(error, "signum", signal.SIGINT)
+        how = "terminated" if signum == signal.SIGTERM else "interrupted"
         if process is None or process[0] == 0:
-            print(f"ganzoo: interrupted{said}", file=sys.stderr)
-        return 130
+            print(f"ganzoo: {how}{said}", file=sys.stderr)
+        return 128 + signum
     except Exception as error:  # the last line of defence: report, do not dump
         where = context.get("run_dir")
         if isinstance(error, OSError) and error.filename:

@@ -1,4 +1,4 @@
-"""Faults lose nothing: SIGKILL, Ctrl-C, damaged checkpoints, divergence, full disks.
+"""Faults lose nothing: signals, damaged checkpoints, divergence, full disks.
 
 Every test here does the bad thing for real: processes are killed with
 signals, checkpoint files are cut short or have a byte flipped, a loss plugin
@@ -258,18 +258,25 @@ def test_sigkill_at_random_moments_then_resume_gives_the_same_weights(
 # Ctrl-C.
 
 
-def test_ctrl_c_stops_at_a_step_boundary_with_a_checkpoint(tmp_path, straight_run, cli):
+@pytest.mark.parametrize(
+    "signum, status_code, said",
+    [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")],
+    ids=["ctrl-c", "sigterm"],
+)
+def test_ctrl_c_or_sigterm_stops_at_a_step_boundary_with_a_checkpoint(
+    tmp_path, straight_run, cli, signum, status_code, said
+):
     recipe = write(tmp_path / "ring.yaml", KILL_RECIPE)
     run_dir = tmp_path / "run"
     args = ["train", recipe, "--run-dir", run_dir, "--progress", "lines"]
     process = start(args, tmp_path, "train")
     poll(lambda: steps_reported(process) >= 10, "ten steps", process=process)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     status, _, err = finish(process)
 
-    assert status == 130, err
+    assert status == status_code, err
     [line] = [x for x in err.splitlines() if x.startswith("ganzoo:")]
-    assert line.startswith("ganzoo: interrupted: stopped after step ")
+    assert line.startswith(f"ganzoo: {said}: stopped after step ")
     assert "continue with --resume" in line
     stopped = int(line.split("after step ")[1].split()[0])
     assert 10 <= stopped < STEPS

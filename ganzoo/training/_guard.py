@@ -1,8 +1,9 @@
-"""Guards around the training loop: Ctrl-C at a step boundary, and divergence.
+"""Guards around the training loop: a stop at a step boundary, and divergence.
 
-The first SIGINT asks the loop to stop after the step it is in, write a
-checkpoint and exit; a second one stops at once, without a checkpoint (the
-previous one is still whole, since checkpoints are written atomically).
+The first SIGINT (Ctrl-C) or SIGTERM (what schedulers send before they kill a
+job) asks the loop to stop after the step it is in, write a checkpoint and
+exit; a second one stops at once, without a checkpoint (the previous one is
+still whole, since checkpoints are written atomically).
 
 A step whose loss is NaN or infinite is caught before its optimizer step, so
 it never reaches the weights: with ``train.skip_bad_steps`` it is skipped a
@@ -38,41 +39,56 @@ class TrainingDiverged(RuntimeError):
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C stopped the run; the message says what was saved."""
+    """Ctrl-C or SIGTERM stopped the run; the message says what was saved.
+
+    ``signum`` is the signal that asked for the stop.
+    """
+
+    def __init__(self, message: str, *, signum: int = signal.SIGINT) -> None:
+        super().__init__(message)
+        self.signum = int(signum)
 
 
 class InterruptGuard:
-    """While active, the first SIGINT sets :attr:`requested` instead of raising.
+    """While active, the first SIGINT or SIGTERM sets :attr:`requested` (and
+    :attr:`signum`) instead of stopping the process.
 
+    ``terminate=False`` leaves SIGTERM alone: torchrun sends it to the other
+    processes of a run when one fails, and they must then stop at once.
     Installed only from the main thread (Python delivers signals there); in any
-    other thread it does nothing and Ctrl-C keeps its usual meaning.
+    other thread it does nothing and both signals keep their usual meaning.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, terminate: bool = True) -> None:
         self.requested = False
-        self._previous: object = None
-        self._installed = False
+        self.signum = int(signal.SIGINT)
+        self._signals = [signal.SIGINT] + ([signal.SIGTERM] if terminate else [])
+        self._previous: dict[int, object] = {}
 
     def __enter__(self) -> InterruptGuard:
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-            self._installed = True
+            for signum in self._signals:
+                self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        if self._installed:
-            signal.signal(signal.SIGINT, self._previous)  # type: ignore[arg-type]
-            self._installed = False
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)  # type: ignore[arg-type]
+        self._previous = {}
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.requested:
             raise TrainingInterrupted(
-                "interrupted twice: stopped at once, without a new checkpoint"
+                "interrupted twice: stopped at once, without a new checkpoint",
+                signum=signum,
             )
         self.requested = True
+        self.signum = signum
+        what = "interrupt" if signum == signal.SIGINT else signal.Signals(signum).name
         log.warning(
-            "interrupt: stopping after this step and writing a checkpoint "
-            "(press Ctrl-C again to stop at once)"
+            "%s: stopping after this step and writing a checkpoint "
+            "(Ctrl-C or SIGTERM again stops at once)",
+            what,
         )
 
 

@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -561,9 +562,9 @@ class Trainer:
     def run(self, *, resume: bool = False, show_bar: bool | None = None) -> Path:
         """Train to ``train.kimg`` and return the path of the final checkpoint.
 
-        Raises :class:`TrainingInterrupted` after Ctrl-C (with a checkpoint
-        written at the step boundary) and :class:`TrainingDiverged` when a loss
-        or a network's weights stop being finite.
+        Raises :class:`TrainingInterrupted` after Ctrl-C or SIGTERM (with a
+        checkpoint written at the step boundary) and :class:`TrainingDiverged`
+        when a loss or a network's weights stop being finite.
         """
         options = self.train_options
         batch_size, n_critic = options["batch_size"], options["n_critic"]
@@ -599,7 +600,10 @@ class Trainer:
             tracker.start(info)
 
         try:
-            with InterruptGuard() as interrupt:
+            # Under torchrun, SIGTERM is how the launcher stops the processes
+            # of a run when one of them fails: it keeps its default meaning.
+            terminate = not self.world.distributed
+            with InterruptGuard(terminate=terminate) as interrupt:
                 if self.images_seen == 0 and self.world.main:
                     self.snapshot()
                 next_tick = self._next(tick_images)
@@ -638,7 +642,7 @@ class Trainer:
                         self.checkpoint_index = self.images_seen // checkpoint_images
                         self.save_last(progress)
                     if self.world.any(interrupt.requested) and not done:
-                        self.stop_interrupted(progress)
+                        self.stop_interrupted(progress, interrupt.signum)
 
             # The end: the resumable checkpoint and the final one.
             if self.saved_step != self.step:
@@ -677,12 +681,13 @@ class Trainer:
         if self.world.main:
             _trim_stats(self.run_dir / "stats.jsonl", self.step)
 
-    def stop_interrupted(self, progress: Progress) -> None:
+    def stop_interrupted(self, progress: Progress, signum: int = signal.SIGINT) -> None:
         if self.saved_step != self.step:
             self.save_last(progress)
         raise TrainingInterrupted(
             f"stopped after step {self.step} ({self.kimg:.2f} kimg); "
-            f"{self.run_dir / ckpt.LAST} is written: continue with --resume"
+            f"{self.run_dir / ckpt.LAST} is written: continue with --resume",
+            signum=signum,
         )
 
     def _next(self, every: int) -> int:
