@@ -186,10 +186,19 @@ def _divergence(run_dir: Path, recipe: Recipe) -> str | None:
     return str(diverged.get("message") or "training diverged")
 
 
-def _failed_seed(seed: int, run_dir: Path, message: str) -> SeedResult:
+def _failed_seed(
+    seed: int, run_dir: Path, message: str, protocol: dict | None = None
+) -> SeedResult:
+    """A seed without scores: its run diverged, or its samples were not finite."""
     log.warning("seed %d: %s", seed, message)
     return SeedResult(
-        seed, run_dir, {}, {}, _training(run_dir), status="failed", error=message
+        seed,
+        run_dir,
+        {},
+        protocol or {},
+        _training(run_dir),
+        status="failed",
+        error=message,
     )
 
 
@@ -235,7 +244,10 @@ def _score_run(
     results, protocol, scored = {}, {}, {}
     for name in which:
         source = str(checkpoint) if checkpoint is not None else name
-        loaded = load_generator(run_dir, source, registry=registry)
+        # Samples come from the scorer's device (a GPU when present); the
+        # latents are drawn on the CPU, so they are the same on any device.
+        device = str(scorer.device)
+        loaded = load_generator(run_dir, source, device=device, registry=registry)
         label = f"{run_dir if checkpoint is None else checkpoint} ({name})"
         same = next(
             (other for other, net in scored.items() if _same_weights(net, loaded)), None
@@ -255,15 +267,7 @@ def _score_run(
                 loaded, scorer, real, reference, settings, label
             )
         except NonFiniteError as error:
-            return SeedResult(
-                seed,
-                run_dir,
-                {},
-                protocol,
-                _training(run_dir),
-                status="failed",
-                error=str(error),
-            )
+            return _failed_seed(seed, run_dir, str(error), protocol)
         protocol.setdefault("checkpoints", {})[name] = {
             "kimg": loaded.kimg,
             "path": str(loaded.checkpoint),

@@ -220,7 +220,7 @@ def score_translation_run(
     The counterpart of the evaluator's scoring of a generative run, with the
     same record structure: ``n_fake`` is the number of translated pairs.
     """
-    from ._evaluator import SeedResult, _same_weights, _training
+    from ._evaluator import SeedResult, _failed_seed, _same_weights, _training
 
     registry = registry or build_registry()
     pairs = held_out_pairs(
@@ -237,7 +237,8 @@ def score_translation_run(
     scored: dict[str, LoadedTranslator] = {}
     for name in which:
         source = str(checkpoint) if checkpoint is not None else name
-        loaded = load_translator(run_dir, source, registry=registry)
+        device = str(scorer.device)  # translate where the features are extracted
+        loaded = load_translator(run_dir, source, device=device, registry=registry)
         label = f"{run_dir if checkpoint is None else checkpoint} ({name})"
         entry = {"kimg": loaded.kimg, "path": str(loaded.checkpoint)}
         same = next(
@@ -254,15 +255,7 @@ def score_translation_run(
                 loaded.generator, pairs, metrics, real, label
             )
         except NonFiniteError as error:
-            return SeedResult(
-                seed,
-                run_dir,
-                {},
-                protocol,
-                _training(run_dir),
-                status="failed",
-                error=str(error),
-            )
+            return _failed_seed(seed, run_dir, str(error), protocol)
         results[name] = {**scores, "kimg": loaded.kimg}
         protocol = {
             "feature_extractor": metrics.describe_extractor(),
