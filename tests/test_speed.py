@@ -215,6 +215,8 @@ def test_channels_last_gives_the_results_of_contiguous_weights(conv, tmp_path):
 
     assert trainer.speed.channels_last is True and layouts(trainer) == {True}
     assert contiguous.speed.channels_last is False and layouts(contiguous) == {False}
+    assert read_run_info(tmp_path / "channels-last")["layout"] == "channels-last"
+    assert read_run_info(tmp_path / "contiguous")["layout"] == "contiguous"
     for network in ("generator", "discriminator", "generator_ema"):
         ours = weights(tmp_path / "channels-last" / "final.pt", network)
         theirs = weights(tmp_path / "contiguous" / "final.pt", network)
@@ -341,3 +343,4 @@ def test_throughput_and_memory_are_in_stats_the_console_and_the_record(
         1000 * training["kimg"] / training["time_sec"], rel=1e-2
     )
     assert record["seeds"][0]["training"]["img_per_sec"] == training["img_per_sec"]
+    assert training["layout"] == "contiguous"  # the ring's MLPs have no convolutions

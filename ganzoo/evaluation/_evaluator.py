@@ -291,7 +291,8 @@ def _curve(run_dir: Path | None) -> list:
 
 
 def _training(run_dir: Path | None) -> dict[str, Any]:
-    """Training cost from the run's stats.jsonl: kimg, sec/kimg, memory, device."""
+    """Training cost from the run's stats.jsonl: kimg, sec/kimg, memory, device,
+    and the weights' memory layout (runs from before it was recorded lack it)."""
     if run_dir is None or not (run_dir / "stats.jsonl").is_file():
         return {}
     ticks = [entry for entry in _stats(run_dir) if "tick" in entry]
@@ -307,6 +308,7 @@ def _training(run_dir: Path | None) -> dict[str, Any]:
         "peak_host_mem_gb": max(t["peak_host_mem_gb"] for t in ticks),
         "peak_device_mem_gb": max(t["peak_device_mem_gb"] for t in ticks),
         "device": info.get("device", "cpu"),
+        **({"layout": info["layout"]} if "layout" in info else {}),
     }
 
 

@@ -587,6 +587,7 @@ class Trainer:
                 self.run_dir,
                 device=str(self.device),
                 world_size=self.world.size,
+                layout="channels-last" if self.speed.channels_last else "contiguous",
                 diverged=None,
             )
         info = RunInfo(
