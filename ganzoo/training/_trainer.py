@@ -24,6 +24,7 @@ import math
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -424,16 +425,23 @@ class Trainer:
             ]
         )
         generator.train(was_training)
-        path = self.run_dir / f"fakes-kimg{self.kimg:08.2f}.png"
-        partial = path.with_name(f".{path.stem}.tmp{path.suffix}")
-        try:
-            save_picture(
+        return self.publish_snapshot(
+            lambda partial: save_picture(
                 to_unit_range(samples, self.output_range),
                 self.shape,
                 partial,
                 reference=self.reference,
                 title=f"{self.kimg:.1f} kimg",
             )
+        )
+
+    def publish_snapshot(self, draw: Callable[[Path], None]) -> Path:
+        """Have ``draw`` write this kimg's snapshot to a partial file, move it into
+        place whole, and show it to the trackers; returns its path."""
+        path = self.run_dir / f"fakes-kimg{self.kimg:08.2f}.png"
+        partial = path.with_name(f".{path.stem}.tmp{path.suffix}")
+        try:
+            draw(partial)
             os.replace(partial, path)
         except BaseException:
             partial.unlink(missing_ok=True)

@@ -18,7 +18,6 @@ fixed training pairs as rows of A | G(A) | B.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -232,17 +231,7 @@ class TranslationTrainer(Trainer):
             to_unit_range(part, self.output_range)
             for part in (self.fixed_inputs, fakes, self.fixed_targets)
         ]
-        path = self.run_dir / f"fakes-kimg{self.kimg:08.2f}.png"
-        partial = path.with_name(f".{path.stem}.tmp{path.suffix}")
-        try:
-            save_pair_grid(*columns, partial)
-            os.replace(partial, path)
-        except BaseException:
-            partial.unlink(missing_ok=True)
-            raise
-        for tracker in self.trackers:
-            tracker.log_image("fakes", path, self.step)
-        return path
+        return self.publish_snapshot(lambda partial: save_pair_grid(*columns, partial))
 
     def state_dict(self, progress) -> dict[str, Any]:
         """The base class's state, with the input shape kept in ``data_shape``."""
