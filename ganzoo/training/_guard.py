@@ -87,7 +87,7 @@ class InterruptGuard:
         what = "interrupt" if signum == signal.SIGINT else signal.Signals(signum).name
         log.warning(
             "%s: stopping after this step and writing a checkpoint "
-            "(Ctrl-C or SIGTERM again stops at once)",
+            "(a second one stops at once)",
             what,
         )
 
