@@ -29,7 +29,6 @@ import dataclasses
 import datetime
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -152,27 +151,9 @@ def measure(case: Case, repeats: int) -> dict[str, Any]:
 
 
 def machine() -> dict[str, Any]:
-    import torch
+    from train_step import machine as described
 
-    import ganzoo
-
-    model = platform.processor() or "unknown"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {
-        "cpu": model,
-        "cores": os.cpu_count(),
-        "usable_cores": len(os.sched_getaffinity(0)),
-        "torch": torch.__version__,
-        "backend": "gloo",
-        "python": platform.python_version(),
-        "ganzoo": ganzoo.__version__,
-        "platform": platform.platform(),
-    }
+    return {**described(), "backend": "gloo"}
 
 
 def print_table(name: str, result: dict[str, Any]) -> None:

@@ -43,7 +43,6 @@ import datetime
 import functools
 import json
 import os
-import platform
 import resource
 import shutil
 import statistics
@@ -479,28 +478,14 @@ def machine() -> dict[str, Any]:
     import PIL
     import torch
     import torch_fidelity
+    from train_step import machine as described
 
-    import ganzoo as package
-
-    model = platform.processor() or "unknown"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
     return {
-        "cpu": model,
-        "cores": os.cpu_count(),
-        "usable_cores": len(os.sched_getaffinity(0)),
+        **described(),
         "gpu": None,  # hidden from every command (CUDA_VISIBLE_DEVICES="")
-        "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "torch_fidelity": torch_fidelity.__version__,
         "pillow": PIL.__version__,
-        "python": platform.python_version(),
-        "ganzoo": package.__version__,
-        "platform": platform.platform(),
     }
 
 
