@@ -242,11 +242,11 @@ def _score_run(
     ):
         which = ["best"] if settings["checkpoint"] == "best" else ["final", "best"]
     results, protocol, scored = {}, {}, {}
+    # Samples come from the scorer's device (a GPU when present); the latents
+    # are drawn on the CPU, so they are the same on any device.
+    device = str(scorer.device)
     for name in which:
         source = str(checkpoint) if checkpoint is not None else name
-        # Samples come from the scorer's device (a GPU when present); the
-        # latents are drawn on the CPU, so they are the same on any device.
-        device = str(scorer.device)
         loaded = load_generator(run_dir, source, device=device, registry=registry)
         label = f"{run_dir if checkpoint is None else checkpoint} ({name})"
         same = next(

@@ -235,9 +235,9 @@ def score_translation_run(
     protocol: dict[str, Any] = {}
     checkpoints: dict[str, dict[str, Any]] = {}
     scored: dict[str, LoadedTranslator] = {}
+    device = str(scorer.device)  # translate where the features are extracted
     for name in which:
         source = str(checkpoint) if checkpoint is not None else name
-        device = str(scorer.device)  # translate where the features are extracted
         loaded = load_translator(run_dir, source, device=device, registry=registry)
         label = f"{run_dir if checkpoint is None else checkpoint} ({name})"
         entry = {"kimg": loaded.kimg, "path": str(loaded.checkpoint)}
