@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import sys
 
 import numpy as np
 import pytest
@@ -151,8 +152,13 @@ def test_radii_are_kth_neighbour_distances_without_self():
     )
 
 
-def test_radii_match_dense_kth_values_over_many_strips():
+@pytest.mark.parametrize("step", [256, 4, 1])
+def test_radii_match_dense_kth_values_over_many_strips(monkeypatch, step):
     # 45 strips of 9 rows: candidates from earlier strips are held and folded.
+    # A step below 9 covers each diagonal block in a staircase of shorter strips.
+    monkeypatch.setattr(
+        sys.modules["ganzoo.evaluation._knn._radii"], "_DIAGONAL_STEP", step
+    )
     real, _ = gaussians(n_real=400, dim=48)
     real = torch.cat([real, real[:30]])  # some points twice
     radii = knn_radii(real, ks=(1, 3, 5), block=9)

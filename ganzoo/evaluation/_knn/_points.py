@@ -13,6 +13,9 @@ import torch
 # float32 filter rarely leaves a radius undecided.
 _MARGIN = 4
 
+# Rows per step of the staircase that covers a strip's diagonal block.
+_DIAGONAL_STEP = 256
+
 # Earlier strips whose candidates are held per point before they are merged.
 _SLOTS = 16
 
@@ -28,8 +31,9 @@ _UNIT = 2.0**-24
 _SAFETY = 1.25
 _ABSOLUTE_SLACK = 2.0**-100
 
-# Float64 entries gathered at once for exact distances (128 MiB).
-_EXACT_ENTRIES = 1 << 24
+# Float64 entries gathered at once for exact distances (8 MiB, so that they
+# stay in cache).
+_EXACT_ENTRIES = 1 << 20
 
 _DEFAULT_BLOCK = {"cpu": 1024, "cuda": 4096}
 _TILE_ENTRIES = {"cpu": 1 << 25, "cuda": 1 << 26}

@@ -11,6 +11,7 @@ import torch
 
 from ._points import (
     _ABSOLUTE_SLACK,
+    _DIAGONAL_STEP,
     _MARGIN,
     _SLOTS,
     _exact_distances,
@@ -211,9 +212,12 @@ def _candidates(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per row, the ``width`` smallest lower bounds of squared distance, and columns.
 
-    Tiles on and above the diagonal only: a tile offers its rows their best
-    entries, and offers the columns right of its diagonal block theirs, which
-    are held per point, one slot per strip, until that point's own strip.
+    Tiles on and above the diagonal only. A strip's diagonal block goes in a
+    staircase of shorter strips, so that little of it is computed twice; each
+    step offers its rows their best entries and the strip's later rows theirs.
+    The tiles right of the diagonal block offer their rows their best entries,
+    and their columns theirs, which are held per point, one slot per strip,
+    until that point's own strip.
     """
     n, dtype, device = points.n, points.dtype, points.device
     shift = -_lower_bound_factor(points) * points.norms
@@ -229,21 +233,21 @@ def _candidates(
 
     for r0 in range(0, n, block):
         r1 = min(n, r0 + block)
-        values = held[r0:r1, :used].reshape(r1 - r0, -1)
-        found = held_index[r0:r1, :used].reshape(r1 - r0, -1)
-        for c0 in range(r0, n, columns):
+        values = [held[r0:r1, :used].reshape(r1 - r0, -1)]
+        found = [held_index[r0:r1, :used].reshape(r1 - r0, -1)]
+        _diagonal(points, r0, r1, width, buffer, values, found)
+        for c0 in range(r1, n, columns):
             c1 = min(n, c0 + columns)
             tile = _tile(points, slice(r0, r1), points, slice(c0, c1), buffer)
             v, j = tile.topk(min(width, c1 - c0), dim=1, largest=False)
-            values, found = torch.cat([values, v], 1), torch.cat([found, j + c0], 1)
-            inner = max(0, min(r1, c1) - c0)  # columns in the diagonal block
-            if inner < c1 - c0:
-                kept = min(width, r1 - r0)
-                v, i = tile[:, inner:].topk(kept, dim=0, largest=False)
-                held[c0 + inner : c1, used, :kept] = v.T
-                held_index[c0 + inner : c1, used, :kept] = (i + r0).T
-        v, j = values.topk(width, dim=1, largest=False)
-        best[r0:r1], index[r0:r1] = v, found.gather(1, j)
+            values.append(v)
+            found.append(j + c0)
+            kept = min(width, r1 - r0)
+            v, i = tile.topk(kept, dim=0, largest=False)
+            held[c0:c1, used, :kept] = v.T
+            held_index[c0:c1, used, :kept] = (i + r0).T
+        v, j = torch.cat(values, 1).topk(width, dim=1, largest=False)
+        best[r0:r1], index[r0:r1] = v, torch.cat(found, 1).gather(1, j)
         if r1 == n:
             break
 
@@ -257,3 +261,42 @@ def _candidates(
             held[r1:, 0], held_index[r1:, 0] = v, j
             used = 1
     return best, index
+
+
+def _diagonal(
+    points: _Points,
+    r0: int,
+    r1: int,
+    width: int,
+    buffer: torch.Tensor,
+    values: list[torch.Tensor],
+    found: list[torch.Tensor],
+) -> None:
+    """Candidates among the rows ``r0:r1`` themselves, appended per row.
+
+    Step ``a:b`` of the staircase is the tile of rows ``a:b`` against columns
+    ``a:r1``: its rows take their best entries, and its columns right of
+    ``b`` take theirs, in a slot of their own.
+    """
+    rows = r1 - r0
+    steps = range(r0, r1, _DIAGONAL_STEP)
+    offered = torch.full(
+        (rows, len(steps), width), math.inf, dtype=values[0].dtype, device=points.device
+    )
+    offered_index = torch.zeros(
+        (rows, len(steps), width), dtype=torch.long, device=points.device
+    )
+    for slot, a in enumerate(steps):
+        b = min(r1, a + _DIAGONAL_STEP)
+        tile = _tile(points, slice(a, b), points, slice(a, r1), buffer)
+        kept = min(width, r1 - a)
+        v, j = tile.topk(kept, dim=1, largest=False)
+        offered[a - r0 : b - r0, slot, :kept] = v
+        offered_index[a - r0 : b - r0, slot, :kept] = j + a
+        if b < r1:
+            kept = min(width, b - a)
+            v, i = tile[:, b - a :].topk(kept, dim=0, largest=False)
+            offered[b - r0 :, slot, :kept] = v.T
+            offered_index[b - r0 :, slot, :kept] = (i + a).T
+    values.append(offered.view(rows, -1))
+    found.append(offered_index.view(rows, -1))
