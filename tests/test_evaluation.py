@@ -116,6 +116,37 @@ def test_metrics_command_rejects_mismatched_sides(tmp_path, cli):
     assert status == 2 and "not a run directory" in err
 
 
+def test_metrics_command_rejects_bad_arrays_in_one_line(tmp_path, cli):
+    rng = np.random.default_rng(0)
+    good = tmp_path / "good.npy"
+    np.save(good, rng.normal(size=(50, 8)).astype(np.float32))
+    np.save(tmp_path / "wide.npy", rng.normal(size=(50, 16)).astype(np.float32))
+    np.savez(tmp_path / "two.npz", a=np.zeros((50, 8)), b=np.ones((50, 8)))
+    np.savez(tmp_path / "one.npz", rng.normal(size=(50, 8)).astype(np.float32))
+    values = rng.normal(size=(50, 8)).astype(np.float32)
+    values[7, 3] = np.nan
+    np.save(tmp_path / "nan.npy", values)
+    np.save(tmp_path / "empty.npy", np.zeros((0, 8), dtype=np.float32))
+    np.save(tmp_path / "tiny.npy", values[:3])
+    (tmp_path / "garbage.npy").write_bytes(b"not an array at all")
+    expected = {
+        "wide.npy": "good.npy holds 8-D feature vectors, "
+        f"{tmp_path / 'wide.npy'} holds 16-D feature vectors",
+        "two.npz": "expected one array in the .npz file, found 2 (a, b)",
+        "nan.npy": "1 of 50 samples hold NaN or infinite values (first at index 7)",
+        "empty.npy": "the array holds no samples",
+        "tiny.npy": "prdc of",
+        "garbage.npy": "not a .npy file",
+    }
+    for name, message in expected.items():
+        status, out, err = cli("metrics", good, tmp_path / name)
+        assert status == 2, (name, err)
+        assert message in err and len(err.strip().splitlines()) == 1, (name, err)
+        assert "Traceback" not in err and out == ""
+    status, out, _ = cli("metrics", good, tmp_path / "one.npz", "--json")
+    assert status == 0 and json.loads(out)["protocol"]["n_fake"] == 50
+
+
 def test_nan_samples_are_an_error_naming_the_run(tmp_path, monkeypatch, cli):
     monkeypatch.chdir(tmp_path)
     recipe = write(tmp_path / "ring.yaml", TINY_RING + "eval: {n_fake: 500}\n")

@@ -218,7 +218,12 @@ class Scorer:
             if lacking or not metric.applies_to(real):
                 protocol["skipped_metrics"].append(metric.name)
                 continue
-            result = dict(metric.compute(real, fake))
+            try:
+                result = dict(metric.compute(real, fake))
+            except GanzooError as error:
+                raise GanzooError(
+                    f"{metric.name} of {fake.name} against {real.name}: {error}"
+                ) from None
             protocol.update(result.pop("protocol", {}))
             protocol["metrics"].append(metric.name)
             scores.update(result)

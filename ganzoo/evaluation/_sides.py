@@ -81,24 +81,46 @@ def _image_folder(spec: str, registry: Registry) -> Side:
     return Side(spec, data.samples, data.shape)
 
 
+# The first bytes of a .npy file and of a .npz file (a zip archive).
+_MAGIC = {".npy": b"\x93NUMPY", ".npz": b"PK"}
+
+
 def _array(spec: str, path: Path) -> Side:
+    with path.open("rb") as file:
+        head = file.read(6)
+    if not head.startswith(_MAGIC[path.suffix]):
+        raise GanzooError(
+            f"{spec}: not a {path.suffix} file (it lacks the format's header)"
+        )
     try:
         loaded = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            with loaded:
+                keys = list(loaded.keys())
+                if len(keys) != 1:
+                    raise GanzooError(
+                        f"{spec}: expected one array in the .npz file, found "
+                        f"{len(keys)}" + (f" ({', '.join(keys)})" if keys else "")
+                    )
+                array = loaded[keys[0]]
+        else:
+            array = loaded
+    except (OSError, ValueError, EOFError) as error:
         raise GanzooError(f"{spec}: cannot read the array ({error})") from None
-    if isinstance(loaded, np.lib.npyio.NpzFile):
-        keys = list(loaded.keys())
-        if not keys:
-            raise GanzooError(f"{spec}: the .npz file holds no array")
-        array = loaded[keys[0]]
-    else:
-        array = loaded
     if array.dtype == np.uint8:
         values = torch.from_numpy(array.astype(np.float32) / 255)
     elif np.issubdtype(array.dtype, np.number):
         values = torch.from_numpy(array.astype(np.float32))
     else:
         raise GanzooError(f"{spec}: expected a numeric array, got dtype {array.dtype}")
+    if values.dim() == 0 or len(values) == 0:
+        raise GanzooError(f"{spec}: the array holds no samples")
+    finite = torch.isfinite(values.reshape(len(values), -1)).all(dim=1)
+    if not bool(finite.all()):
+        raise GanzooError(
+            f"{spec}: {int((~finite).sum())} of {len(values)} samples hold NaN or "
+            f"infinite values (first at index {int((~finite).nonzero()[0])})"
+        )
 
     if values.dim() == 2 and values.shape[1] == 2:
         return Side(spec, values, DataShape("points", (2,)))
@@ -136,7 +158,9 @@ def score_sides(
     registry = build_registry()
     real = load_side(real_spec, registry, n=n, seed=seed)
     fake = load_side(fake_spec, registry, n=n, seed=seed)
-    if real.shape != fake.shape and not _same_samples(real.shape, fake.shape):
+    if (real.shape != fake.shape and not _same_samples(real.shape, fake.shape)) or (
+        real.shape is None and real.values.shape[1] != fake.values.shape[1]
+    ):
         raise GanzooError(
             f"the sides differ: {real_spec} holds {_describe(real)}, "
             f"{fake_spec} holds {_describe(fake)}"
