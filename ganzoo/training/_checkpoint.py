@@ -234,8 +234,12 @@ def _unsafe_part(error: Exception) -> str:
 
 
 def _first_line(error: Exception) -> str:
+    """The first sentence of an error's message, which says what went wrong."""
     lines = str(error).strip().splitlines()
-    return lines[0][:200] if lines else "no detail"
+    if not lines:
+        return "no detail"
+    sentence, stop, _ = lines[0].partition(". ")
+    return (sentence + stop.strip())[:200]
 
 
 # Random-number state.
