@@ -486,10 +486,21 @@ def _keep_sample_grids(record: dict, folder: Path) -> None:
 
 
 def _leaderboard(args: argparse.Namespace) -> int:
+    from .evaluation._scoring import SCORE_KEYS
     from .leaderboard import DEFAULT_RESULTS, build_standings, read_records
     from .leaderboard._render import render_html, render_json, render_markdown
 
-    records = read_records(args.results or DEFAULT_RESULTS)
+    results = args.results or DEFAULT_RESULTS
+    if not results.is_dir():
+        raise GanzooError(f"--results {results}: no such folder of records")
+    records = read_records(results)
+    if args.metric is not None and records:
+        scored = [key for key in SCORE_KEYS if any(key in r for r in records)]
+        if args.metric not in scored:
+            raise GanzooError(
+                f"--metric: no record has a score {args.metric!r}; scores in the "
+                f"records: {', '.join(scored) or 'none'}"
+            )
     standings = build_standings(records, dataset=args.dataset, metric=args.metric)
     if args.dataset and not standings.datasets():
         known = sorted({r.get("dataset", "?") for r in records})

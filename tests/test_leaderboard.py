@@ -246,3 +246,32 @@ def test_compare_shows_metrics_and_recipe_differences(tmp_path, cli):
     assert result["recipe_differences"] == {"loss.name": ["bce", "hinge"]}
     status, _, err = cli("compare", tmp_path / "missing-run", "--results", tmp_path)
     assert status == 2 and "expected a record" in err
+
+
+def test_bad_leaderboard_and_compare_arguments_get_one_line(tmp_path, cli):
+    clean = tmp_path / "clean"
+    write_record(record("a", 20.0), clean)
+    write_record(record("a", 20.0), tmp_path)
+    (tmp_path / "broken.json").write_text("{not json")
+    (tmp_path / "list.json").write_text("[1, 2]")
+    cases = {
+        ("leaderboard", "--results", tmp_path / "nowhere"): "no such folder",
+        ("leaderboard", "--results", clean, "--metric", "fidd"): (
+            "no record has a score 'fidd'; scores in the records: fid, precision"
+        ),
+        ("compare", tmp_path / "broken.json", "--results", clean): (
+            "broken.json: not a readable record"
+        ),
+        ("compare", tmp_path / "list.json", "--results", clean): (
+            "list.json: not an evaluation record"
+        ),
+    }
+    for args, message in cases.items():
+        status, out, err = cli(*args)
+        assert status == 2 and out == "", (args, err)
+        assert message in err and len(err.strip().splitlines()) == 1, (args, err)
+
+    # A damaged record in the folder is skipped with a warning, not fatal.
+    status, out, err = cli("leaderboard", "--results", tmp_path, "--metric", "fid")
+    assert status == 0 and "| a |" in out.replace("[a]", "a")
+    assert "skipping unreadable record" in err and "broken.json" in err

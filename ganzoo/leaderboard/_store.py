@@ -69,7 +69,7 @@ def read_records(results_dir: Path = DEFAULT_RESULTS) -> list[dict[str, Any]]:
     for path in sorted(results_dir.glob("*.json")):
         try:
             record = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as error:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
             log.warning("skipping unreadable record %s (%s)", path, error)
             continue
         if isinstance(record, dict):
@@ -87,7 +87,15 @@ def find_records(items: list[str], results_dir: Path = DEFAULT_RESULTS) -> list[
     for item in items:
         path = Path(item)
         if path.suffix == ".json" and path.is_file():
-            found.append(json.loads(path.read_text()))
+            try:
+                record = json.loads(path.read_text())
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+                raise GanzooError(f"{item}: not a readable record ({error})") from None
+            if not isinstance(record, dict):
+                raise GanzooError(
+                    f"{item}: not an evaluation record (expected a JSON object)"
+                )
+            found.append(record)
             continue
         if path.is_dir():
             target = path.resolve()
