@@ -129,7 +129,6 @@ class Speed:
                 channels_last=self.channels_last,
                 compile=compiled,
             )
-        log.info("speed: %s on %s", self.describe(), self.device)
 
     # Optimizer steps.
 

@@ -744,6 +744,7 @@ def train_recipe(
     with RunLock(run_dir):
         prepare_run_dir(recipe, run_dir, resume=resume)
         log.info("run %s  hash %s  device %s", run_dir, recipe.hash, trainer.device)
+        log.info("speed: %s", trainer.speed.describe())
         return trainer.run(resume=resume, show_bar=show_bar)
 
 
