@@ -492,7 +492,8 @@ def _leaderboard(args: argparse.Namespace) -> int:
 
     results = args.results or DEFAULT_RESULTS
     if not results.is_dir():
-        raise GanzooError(f"--results {results}: no such folder of records")
+        hint = "" if args.results else "; `ganzoo eval RECIPE` writes its records there"
+        raise GanzooError(f"--results {results}: no such folder of records{hint}")
     records = read_records(results)
     if args.metric is not None and records:
         scored = [key for key in SCORE_KEYS if any(key in r for r in records)]
