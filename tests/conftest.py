@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from ganzoo.cli import main
+from ganzoo.training import _checkpoint as ckpt
 
 REPO = Path(__file__).resolve().parents[1]
 FASHION = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
@@ -74,6 +75,21 @@ def cli(capsys):
         return status, captured.out, captured.err
 
     return run
+
+
+def stop_after_checkpoints(monkeypatch, count: int):
+    """Make training raise KeyboardInterrupt right after its ``count``-th
+    checkpoint is on disk, as a Ctrl-C there would; returns the undo."""
+    real_save, saves = ckpt.save_atomic, []
+
+    def save_then_stop(state, path):
+        real_save(state, path)
+        saves.append(path)
+        if len(saves) == count:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(ckpt, "save_atomic", save_then_stop)
+    return lambda: monkeypatch.setattr(ckpt, "save_atomic", real_save)
 
 
 def listing(root: Path) -> set[str]:

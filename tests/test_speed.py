@@ -19,9 +19,8 @@ from ganzoo.training import (
     prepare_run_dir,
     read_run_info,
 )
-from ganzoo.training import _checkpoint as ckpt
 
-from .conftest import REPO, TINY_RING, write
+from .conftest import REPO, TINY_RING, stop_after_checkpoints, write
 
 QUICKSTART_HASH = "5689ed5025cdd2db"
 """The hash of recipes/quickstart.yaml that committed runs and records are stored
@@ -138,18 +137,10 @@ def test_fp16_run_resumes_with_its_loss_scales(ring, tmp_path, monkeypatch):
     ]
     straight = train(ring, tmp_path / "straight", settings)
 
-    real_save, saves = ckpt.save_atomic, []
-
-    def save_then_stop(state, path):
-        real_save(state, path)
-        saves.append(path)
-        if len(saves) == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(ckpt, "save_atomic", save_then_stop)
+    undo = stop_after_checkpoints(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         train(ring, tmp_path / "resumed", settings)
-    monkeypatch.setattr(ckpt, "save_atomic", real_save)
+    undo()
     resumed = train(ring, tmp_path / "resumed", settings, resume=True)
 
     assert resumed.step == straight.step

@@ -15,7 +15,15 @@ from ganzoo.training import Trainer, build_trackers, load_checkpoint, prepare_ru
 from ganzoo.training import _checkpoint as ckpt
 from ganzoo.training._translation import trainer_class
 
-from .conftest import FASHION, REPO, TINY_RING, listing, needs_fashion, write
+from .conftest import (
+    FASHION,
+    REPO,
+    TINY_RING,
+    listing,
+    needs_fashion,
+    stop_after_checkpoints,
+    write,
+)
 
 RECIPES = sorted(p for p in (REPO / "recipes").rglob("*.yaml") if "base" not in p.parts)
 
@@ -106,18 +114,10 @@ def test_resumed_run_ends_with_the_same_weights(tmp_path, monkeypatch, ring_reci
     straight = train(ring_recipe, tmp_path / "straight", settings)
 
     # Interrupt the second run right after its second checkpoint is on disk.
-    real_save, saves = ckpt.save_atomic, []
-
-    def save_then_stop(state, path):
-        real_save(state, path)
-        saves.append(path)
-        if len(saves) == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(ckpt, "save_atomic", save_then_stop)
+    undo = stop_after_checkpoints(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         train(ring_recipe, tmp_path / "resumed", settings)
-    monkeypatch.setattr(ckpt, "save_atomic", real_save)
+    undo()
     assert load_checkpoint(tmp_path / "resumed" / ckpt.LAST)["kimg"] == pytest.approx(
         1.0
     )

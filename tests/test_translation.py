@@ -32,7 +32,14 @@ from ganzoo.training._translation import (
     trainer_class,
 )
 
-from .conftest import REPO, TINY_RING, listing, needs_fashion, write
+from .conftest import (
+    REPO,
+    TINY_RING,
+    listing,
+    needs_fashion,
+    stop_after_checkpoints,
+    write,
+)
 
 RECIPE = REPO / "recipes" / "fashion-edges" / "pix2pix.yaml"
 
@@ -359,23 +366,13 @@ def test_translation_run_snapshots_pairs_and_checkpoints_the_input_shape(tmp_pat
 
 @needs_fashion
 def test_resumed_translation_run_ends_with_the_same_weights(tmp_path, monkeypatch):
-    from ganzoo.training import _checkpoint as ckpt
-
     settings = ["train.kimg=0.096", "train.checkpoint_kimg=0.032"]
     straight = train_tiny(tmp_path / "straight", settings)
 
-    real_save, saves = ckpt.save_atomic, []
-
-    def save_then_stop(state, path):
-        real_save(state, path)
-        saves.append(path)
-        if len(saves) == 1:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(ckpt, "save_atomic", save_then_stop)
+    undo = stop_after_checkpoints(monkeypatch, 1)
     with pytest.raises(KeyboardInterrupt):
         train_tiny(tmp_path / "resumed", settings)
-    monkeypatch.setattr(ckpt, "save_atomic", real_save)
+    undo()
 
     resumed = train_tiny(tmp_path / "resumed", settings, resume=True)
     assert resumed.step == straight.step == 6
