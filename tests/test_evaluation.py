@@ -129,6 +129,7 @@ def test_metrics_command_rejects_bad_arrays_in_one_line(tmp_path, cli):
     np.save(tmp_path / "empty.npy", np.zeros((0, 8), dtype=np.float32))
     np.save(tmp_path / "tiny.npy", values[:3])
     (tmp_path / "garbage.npy").write_bytes(b"not an array at all")
+    (tmp_path / "cut.npz").write_bytes((tmp_path / "one.npz").read_bytes()[:300])
     expected = {
         "wide.npy": "good.npy holds 8-D feature vectors, "
         f"{tmp_path / 'wide.npy'} holds 16-D feature vectors",
@@ -137,6 +138,7 @@ def test_metrics_command_rejects_bad_arrays_in_one_line(tmp_path, cli):
         "empty.npy": "the array holds no samples",
         "tiny.npy": "prdc of",
         "garbage.npy": "not a .npy file",
+        "cut.npz": "cannot read the array",
     }
     for name, message in expected.items():
         status, out, err = cli("metrics", good, tmp_path / name)

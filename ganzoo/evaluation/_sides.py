@@ -7,6 +7,7 @@ plugin name with an optional split (``fashion-mnist:test``).
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,7 +106,7 @@ def _array(spec: str, path: Path) -> Side:
                 array = loaded[keys[0]]
         else:
             array = loaded
-    except (OSError, ValueError, EOFError) as error:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise GanzooError(f"{spec}: cannot read the array ({error})") from None
     if array.dtype == np.uint8:
         values = torch.from_numpy(array.astype(np.float32) / 255)
