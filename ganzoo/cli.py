@@ -490,11 +490,9 @@ def _leaderboard(args: argparse.Namespace) -> int:
     from .leaderboard import DEFAULT_RESULTS, build_standings, read_records
     from .leaderboard._render import render_html, render_json, render_markdown
 
-    results = args.results or DEFAULT_RESULTS
-    if not results.is_dir():
-        hint = "" if args.results else "; `ganzoo eval RECIPE` writes its records there"
-        raise GanzooError(f"--results {results}: no such folder of records{hint}")
-    records = read_records(results)
+    # A folder not written yet is an empty board: it may be read before the
+    # first record is written.
+    records = read_records(args.results or DEFAULT_RESULTS)
     if args.metric is not None and records:
         scored = [key for key in SCORE_KEYS if any(key in r for r in records)]
         if args.metric not in scored:

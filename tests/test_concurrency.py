@@ -74,7 +74,9 @@ def test_two_trainings_in_one_run_directory_refuse_rather_than_interleave(
     )
     run_dir = tmp_path / "run"
     args = ["train", recipe, "--run-dir", run_dir, "--progress", "lines"]
-    slow = environment(SLOW_LOSS_SECONDS="0.1")
+    # Steps slow enough that the winner is still training when the loser has
+    # given up, however late the loser starts; the winner is killed below.
+    slow = environment(SLOW_LOSS_SECONDS="0.5")
     racers = [start(args, tmp_path, f"racer{i}", env=slow) for i in range(2)]
 
     # Exactly one wins the directory; the other refuses with a clear message.
