@@ -221,9 +221,12 @@ class Scorer:
             try:
                 result = dict(metric.compute(real, fake))
             except GanzooError as error:
-                raise GanzooError(
-                    f"{metric.name} of {fake.name} against {real.name}: {error}"
-                ) from None
+                # Say which metric and sets; the error keeps its location.
+                error.message = (
+                    f"{metric.name} of {fake.name} against {real.name}: {error.message}"
+                )
+                error.args = (error.message,)
+                raise
             protocol.update(result.pop("protocol", {}))
             protocol["metrics"].append(metric.name)
             scores.update(result)

@@ -223,7 +223,8 @@ def _digest_parts(value: Any) -> Iterator[bytes | memoryview]:
 def _damaged(path: Path, error: Exception) -> GanzooError:
     return GanzooError(
         f"checkpoint {path} cannot be read ({type(error).__name__}: "
-        f"{_first_line(error)}); it is truncated, damaged or not a ganzoo checkpoint"
+        f"{_first_sentence(error)}); it is truncated, damaged or not a ganzoo "
+        "checkpoint"
     )
 
 
@@ -233,7 +234,7 @@ def _unsafe_part(error: Exception) -> str:
     return found.group(0) if found else "an unsupported global"
 
 
-def _first_line(error: Exception) -> str:
+def _first_sentence(error: Exception) -> str:
     """The first sentence of an error's message, which says what went wrong."""
     lines = str(error).strip().splitlines()
     if not lines:
